@@ -1,0 +1,589 @@
+"""The qmtbus wire format: every command, reply and event as msgspec Structs.
+
+This module is the single source of the protocol. Every process imports it; the
+JSON Schema (docs/protocol.schema.json) and the protocol reference
+(docs/PROTOCOL-REFERENCE.md) are generated from it.
+
+Schema evolution: a new field gets a default and goes at the end of its class;
+nothing listed in shared/PROTOCOL.md is renamed or removed without bumping
+PROTOCOL_VERSION. Field names follow xtquant. One deliberate exception:
+xtquant's async request number `seq` (XtOrderResponse, XtCancelOrderResponse,
+XtOrderError) travels as `async_seq`, because `seq` is the bus sequence.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+PROTOCOL_VERSION = 1
+
+# xtconstant values, written out so that importing the protocol never imports
+# xtquant (whose package import runs a network update check).
+STOCK_BUY = 23
+STOCK_SELL = 24
+FIX_PRICE = 11
+LATEST_PRICE = 5
+MARKET_PRICE_TYPES = (42, 43, 44, 45, 46, 47, 48)
+
+ORDER_UNREPORTED = 48
+ORDER_WAIT_REPORTING = 49
+ORDER_REPORTED = 50
+ORDER_REPORTED_CANCEL = 51
+ORDER_PARTSUCC_CANCEL = 52
+ORDER_PART_CANCEL = 53
+ORDER_CANCELED = 54
+ORDER_PART_SUCC = 55
+ORDER_SUCCEEDED = 56
+ORDER_JUNK = 57
+ORDER_UNKNOWN = 255
+FINAL_ORDER_STATUSES = frozenset({ORDER_PART_CANCEL, ORDER_CANCELED, ORDER_SUCCEEDED, ORDER_JUNK})
+
+# Error codes of the `error` reply. Clients must accept codes not listed here.
+BAD_REQUEST = "BAD_REQUEST"
+UNKNOWN_TYPE = "UNKNOWN_TYPE"
+NOT_CONNECTED = "NOT_CONNECTED"
+RISK_DENIED = "RISK_DENIED"
+BROKER_ERROR = "BROKER_ERROR"
+NOT_FOUND = "NOT_FOUND"
+TOO_LARGE = "TOO_LARGE"
+BUSY = "BUSY"
+INTERNAL = "INTERNAL"
+
+GatewayState = Literal[
+    "starting",
+    "outside_window",
+    "connecting",
+    "connected",
+    "reconciling",
+    "ready",
+    "disconnected",
+    "halted",
+    "stopping",
+]
+TradingState = Literal["active", "reduce_only", "halted"]
+
+ClientOrderId = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=24,
+        pattern=r"^[\x21-\x7e]+$",
+        description="1-24 printable ASCII characters, unique per account and trading day",
+    ),
+]
+StockCode = Annotated[str, Meta(pattern=r"^[0-9]{6}\.(SH|SZ|BJ)$", description='e.g. "600000.SH"')]
+NoteTopic = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
+
+
+def now_ns() -> int:
+    """Nanoseconds since the Unix epoch (UTC): the `ts` of every event."""
+    return time.time_ns()
+
+
+class _Msg(Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every tagged message."""
+
+
+# --------------------------------------------------------------------------
+# Broker records (xttype field names). Replies carry them in lists; the
+# matching events subclass them and add the bus header (epoch, seq, ts).
+# --------------------------------------------------------------------------
+
+
+class Asset(Struct, frozen=True, kw_only=True):
+    account_id: str = ""
+    cash: float = 0.0
+    frozen_cash: float = 0.0
+    market_value: float = 0.0
+    total_asset: float = 0.0
+    fetch_balance: float = 0.0
+
+
+class Order(Struct, frozen=True, kw_only=True):
+    account_id: str = ""
+    stock_code: str = ""
+    order_id: int = 0
+    order_sysid: str = ""
+    order_time: int = 0
+    order_type: int = 0
+    order_volume: int = 0
+    price_type: int = 0
+    price: float = 0.0
+    traded_volume: int = 0
+    traded_price: float = 0.0
+    order_status: int = ORDER_UNKNOWN
+    status_msg: str = ""
+    strategy_name: str = ""
+    order_remark: str = ""
+    direction: int = 0
+    offset_flag: int = 0
+    secu_account: str = ""
+    instrument_name: str = ""
+    client_order_id: str = ""
+
+
+class Trade(Struct, frozen=True, kw_only=True):
+    account_id: str = ""
+    stock_code: str = ""
+    order_type: int = 0
+    traded_id: str = ""
+    traded_time: int = 0
+    traded_price: float = 0.0
+    traded_volume: int = 0
+    traded_amount: float = 0.0
+    order_id: int = 0
+    order_sysid: str = ""
+    strategy_name: str = ""
+    order_remark: str = ""
+    direction: int = 0
+    offset_flag: int = 0
+    commission: float = 0.0
+    secu_account: str = ""
+    instrument_name: str = ""
+    client_order_id: str = ""
+
+
+class Position(Struct, frozen=True, kw_only=True):
+    account_id: str = ""
+    stock_code: str = ""
+    volume: int = 0
+    can_use_volume: int = 0
+    open_price: float = 0.0
+    market_value: float = 0.0
+    frozen_volume: int = 0
+    on_road_volume: int = 0
+    yesterday_volume: int = 0
+    avg_price: float = 0.0
+    direction: int = 0
+    last_price: float = 0.0
+    profit_rate: float = 0.0
+    secu_account: str = ""
+    instrument_name: str = ""
+
+
+# --------------------------------------------------------------------------
+# Events (PUB). Topic: "<type>.<account_id>".
+# --------------------------------------------------------------------------
+
+
+class GatewayEvent(_Msg, tag="gateway", frozen=True, kw_only=True):
+    """The gateway's connection state changed."""
+
+    account_id: str = ""
+    epoch: str = ""
+    seq: int = 0
+    ts: int = 0
+    state: GatewayState = "starting"
+    session_id: int = 0
+    reason: str = ""
+
+
+class HeartbeatEvent(_Msg, tag="heartbeat", frozen=True, kw_only=True):
+    """Every second; `last_seq` is the seq of the newest event before it."""
+
+    account_id: str = ""
+    epoch: str = ""
+    seq: int = 0
+    ts: int = 0
+    last_seq: int = 0
+    state: GatewayState = "starting"
+
+
+class AccountStatusEvent(_Msg, tag="account_status", frozen=True, kw_only=True):
+    account_id: str = ""
+    epoch: str = ""
+    seq: int = 0
+    ts: int = 0
+    account_type: int = 0
+    status: int = 0
+
+
+class AssetEvent(Asset, _Msg, tag="asset", frozen=True, kw_only=True):
+    epoch: str = ""
+    seq: int = 0
+    ts: int = 0
+
+
+class OrderEvent(Order, _Msg, tag="order", frozen=True, kw_only=True):
+    epoch: str = ""
+    seq: int = 0
+    ts: int = 0
+
+
+class TradeEvent(Trade, _Msg, tag="trade", frozen=True, kw_only=True):
+    epoch: str = ""
+    seq: int = 0
+    ts: int = 0
+
+
+class PositionEvent(Position, _Msg, tag="position", frozen=True, kw_only=True):
+    epoch: str = ""
+    seq: int = 0
+    ts: int = 0
+
+
+class OrderErrorEvent(_Msg, tag="order_error", frozen=True, kw_only=True):
+    account_id: str = ""
+    epoch: str = ""
+    seq: int = 0
+    ts: int = 0
+    order_id: int = 0
+    error_id: int = 0
+    error_msg: str = ""
+    strategy_name: str = ""
+    order_remark: str = ""
+    async_seq: int = 0
+    client_order_id: str = ""
+
+
+class CancelErrorEvent(_Msg, tag="cancel_error", frozen=True, kw_only=True):
+    account_id: str = ""
+    epoch: str = ""
+    seq: int = 0
+    ts: int = 0
+    order_id: int = 0
+    market: int | str = 0
+    order_sysid: str = ""
+    error_id: int = 0
+    error_msg: str = ""
+    client_order_id: str = ""
+
+
+class OrderResponseEvent(_Msg, tag="order_response", frozen=True, kw_only=True):
+    account_id: str = ""
+    epoch: str = ""
+    seq: int = 0
+    ts: int = 0
+    order_id: int = 0
+    strategy_name: str = ""
+    order_remark: str = ""
+    error_msg: str = ""
+    async_seq: int = 0
+    client_order_id: str = ""
+
+
+class CancelResponseEvent(_Msg, tag="cancel_response", frozen=True, kw_only=True):
+    account_id: str = ""
+    epoch: str = ""
+    seq: int = 0
+    ts: int = 0
+    cancel_result: int = 0
+    order_id: int = 0
+    order_sysid: str = ""
+    async_seq: int = 0
+    error_msg: str = ""
+    client_order_id: str = ""
+
+
+class RiskDeniedEvent(_Msg, tag="risk_denied", frozen=True, kw_only=True):
+    """The gateway refused an order before it reached the broker."""
+
+    account_id: str = ""
+    epoch: str = ""
+    seq: int = 0
+    ts: int = 0
+    client_order_id: str = ""
+    stock_code: str = ""
+    order_type: int = 0
+    order_volume: int = 0
+    price_type: int = 0
+    price: float = 0.0
+    strategy_name: str = ""
+    rule: str = ""
+    message: str = ""
+
+
+class NoteEvent(_Msg, tag="note", frozen=True, kw_only=True):
+    """A client's own record (job runs, signals, alerts), published by `note`."""
+
+    account_id: str = ""
+    epoch: str = ""
+    seq: int = 0
+    ts: int = 0
+    topic: str = ""
+    data: dict[str, Any] = {}
+
+
+Event = (
+    GatewayEvent
+    | HeartbeatEvent
+    | AccountStatusEvent
+    | AssetEvent
+    | OrderEvent
+    | TradeEvent
+    | PositionEvent
+    | OrderErrorEvent
+    | CancelErrorEvent
+    | OrderResponseEvent
+    | CancelResponseEvent
+    | RiskDeniedEvent
+    | NoteEvent
+)
+EVENT_TYPES: tuple[type[Any], ...] = Event.__args__
+
+
+def event_type(event: Event) -> str:
+    """The `type` tag of an event."""
+    return str(type(event).__struct_config__.tag)
+
+
+def topic(event: Event) -> bytes:
+    """The PUB topic frame: b"<type>.<account_id>"."""
+    return f"{event_type(event)}.{event.account_id}".encode("ascii")
+
+
+# --------------------------------------------------------------------------
+# Commands (REQ/DEALER -> ROUTER)
+# --------------------------------------------------------------------------
+
+
+class Ping(_Msg, tag="ping", frozen=True, kw_only=True):
+    pass
+
+
+class GetStatus(_Msg, tag="status", frozen=True, kw_only=True):
+    pass
+
+
+class PlaceOrder(_Msg, tag="order", frozen=True, kw_only=True):
+    client_order_id: ClientOrderId
+    stock_code: StockCode
+    order_type: Literal[23, 24]
+    order_volume: Annotated[int, Meta(gt=0)]
+    price_type: int = FIX_PRICE
+    price: Annotated[float, Meta(ge=0)] = 0.0
+    strategy_name: Annotated[str, Meta(max_length=64)] = ""
+
+
+class CancelOrder(_Msg, tag="cancel", frozen=True, kw_only=True):
+    """Give exactly one of `order_id` and `client_order_id`."""
+
+    order_id: int = 0
+    client_order_id: str = ""
+
+
+class QueryAsset(_Msg, tag="query_asset", frozen=True, kw_only=True):
+    pass
+
+
+class QueryOrders(_Msg, tag="query_orders", frozen=True, kw_only=True):
+    cancelable_only: bool = False
+
+
+class QueryTrades(_Msg, tag="query_trades", frozen=True, kw_only=True):
+    pass
+
+
+class QueryPositions(_Msg, tag="query_positions", frozen=True, kw_only=True):
+    pass
+
+
+class Replay(_Msg, tag="replay", frozen=True, kw_only=True):
+    epoch: str
+    from_seq: Annotated[int, Meta(ge=1)]
+    limit: Annotated[int, Meta(ge=1, le=10_000)] = 1000
+
+
+class Halt(_Msg, tag="halt", frozen=True, kw_only=True):
+    reason: str = ""
+
+
+class ReduceOnly(_Msg, tag="reduce_only", frozen=True, kw_only=True):
+    reason: str = ""
+
+
+class Resume(_Msg, tag="resume", frozen=True, kw_only=True):
+    reason: str = ""
+
+
+class PublishNote(_Msg, tag="note", frozen=True, kw_only=True):
+    topic: NoteTopic
+    data: dict[str, Any] = {}
+
+
+class SimFault(_Msg, tag="sim_fault", frozen=True, kw_only=True):
+    """Simulator only: inject a broker fault (tests and demos).
+
+    fault: disconnect (now), reject_next, silent_reject_next,
+    delay_callbacks (value = seconds), reorder_callbacks (value = 1 on, 0 off),
+    clear (undo delay/reorder/pending rejects).
+    """
+
+    fault: Literal[
+        "disconnect",
+        "reject_next",
+        "silent_reject_next",
+        "delay_callbacks",
+        "reorder_callbacks",
+        "clear",
+    ]
+    value: float = 0.0
+
+
+class SimSetPrice(_Msg, tag="sim_set_price", frozen=True, kw_only=True):
+    """Simulator only: move a symbol's last price (tests and demos)."""
+
+    stock_code: StockCode
+    price: Annotated[float, Meta(gt=0)]
+
+
+Command = (
+    Ping
+    | GetStatus
+    | PlaceOrder
+    | CancelOrder
+    | QueryAsset
+    | QueryOrders
+    | QueryTrades
+    | QueryPositions
+    | Replay
+    | Halt
+    | ReduceOnly
+    | Resume
+    | PublishNote
+    | SimFault
+    | SimSetPrice
+)
+COMMAND_TYPES: tuple[type[Any], ...] = Command.__args__
+
+
+# --------------------------------------------------------------------------
+# Replies
+# --------------------------------------------------------------------------
+
+
+class Pong(_Msg, tag="pong", frozen=True, kw_only=True):
+    pass
+
+
+class Status(_Msg, tag="status", frozen=True, kw_only=True):
+    protocol: int = PROTOCOL_VERSION
+    epoch: str = ""
+    last_seq: int = 0
+    state: GatewayState = "starting"
+    broker: Literal["sim", "xtquant"] = "sim"
+    account_id: str = ""
+    session_id: int = 0
+    trading: TradingState = "active"
+    trading_reason: str = ""
+    state_reason: str = ""
+
+
+class OrderAck(_Msg, tag="order_ack", frozen=True, kw_only=True):
+    """`status`: accepted (the broker gave `order_id`), pending (no broker
+    answer within the gateway's wait: the order and order_response events will
+    carry the outcome), rejected (the broker refused it; see `error_msg`)."""
+
+    client_order_id: str
+    order_id: int = 0
+    duplicate: bool = False
+    status: Literal["accepted", "pending", "rejected"] = "accepted"
+    error_msg: str = ""
+
+
+class CancelAck(_Msg, tag="cancel_ack", frozen=True, kw_only=True):
+    """The cancel was sent (`cancel_result` 0); the outcome is an order event
+    with status 53/54, or a cancel_error event."""
+
+    order_id: int
+    client_order_id: str = ""
+    cancel_result: int = 0
+    error_msg: str = ""
+
+
+class AssetReply(Asset, _Msg, tag="asset", frozen=True, kw_only=True):
+    pass
+
+
+class OrdersReply(_Msg, tag="orders", frozen=True, kw_only=True):
+    orders: list[Order] = []
+
+
+class TradesReply(_Msg, tag="trades", frozen=True, kw_only=True):
+    trades: list[Trade] = []
+
+
+class PositionsReply(_Msg, tag="positions", frozen=True, kw_only=True):
+    positions: list[Position] = []
+
+
+class ReplayReply(_Msg, tag="replay", frozen=True, kw_only=True):
+    """`events` from `from_seq` on, in order, at most `limit`; `more` is true
+    when the epoch holds events after the last one returned."""
+
+    epoch: str
+    events: list[Event] = []
+    last_seq: int = 0
+    more: bool = False
+
+
+class NoteAck(_Msg, tag="note_ack", frozen=True, kw_only=True):
+    seq: int
+
+
+class SimAck(_Msg, tag="sim_ack", frozen=True, kw_only=True):
+    detail: str = ""
+
+
+class ErrorReply(_Msg, tag="error", frozen=True, kw_only=True):
+    code: str
+    message: str
+    rule: str = ""
+
+
+Reply = (
+    Pong
+    | Status
+    | OrderAck
+    | CancelAck
+    | AssetReply
+    | OrdersReply
+    | TradesReply
+    | PositionsReply
+    | ReplayReply
+    | NoteAck
+    | SimAck
+    | ErrorReply
+)
+REPLY_TYPES: tuple[type[Any], ...] = Reply.__args__
+
+
+# --------------------------------------------------------------------------
+# Codecs: one reused encoder/decoder per direction and format.
+# --------------------------------------------------------------------------
+
+msgpack_encoder = msgspec.msgpack.Encoder()
+json_encoder = msgspec.json.Encoder()
+command_msgpack_decoder = msgspec.msgpack.Decoder(Command)
+command_json_decoder = msgspec.json.Decoder(Command)
+reply_msgpack_decoder = msgspec.msgpack.Decoder(Reply)
+reply_json_decoder = msgspec.json.Decoder(Reply)
+event_msgpack_decoder = msgspec.msgpack.Decoder(Event)
+event_json_decoder = msgspec.json.Decoder(Event)
+
+
+def is_json(payload: bytes) -> bool:
+    """A command whose first byte is `{` is JSON, and its reply is JSON too."""
+    return payload[:1] == b"{"
+
+
+def encode(msg: Any, json: bool = False) -> bytes:
+    return json_encoder.encode(msg) if json else msgpack_encoder.encode(msg)
+
+
+def decode_event(payload: bytes) -> Event:
+    """Decode one event payload (MessagePack); raises msgspec.DecodeError /
+    ValidationError on junk."""
+    return event_msgpack_decoder.decode(payload)
+
+
+def decode_reply(payload: bytes) -> Reply:
+    return (
+        reply_json_decoder.decode(payload)
+        if is_json(payload)
+        else (reply_msgpack_decoder.decode(payload))
+    )

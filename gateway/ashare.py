@@ -1,0 +1,137 @@
+"""A-share trading rules as of 2026-11: boards, lots, ticks, price limits, fees, sessions.
+
+Used by the simulator (to behave like the market) and by the risk gate (to
+refuse what the exchange would reject). Pure functions, no state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Literal
+
+Board = Literal["main", "chinext", "star", "bse", "fund"]
+
+
+def board_of(stock_code: str) -> Board:
+    """The board of a code like "600000.SH"; funds and ETFs are "fund"."""
+    code, _, market = stock_code.partition(".")
+    if market == "BJ" or code[:1] in ("4", "8") or code[:2] == "92":
+        return "bse"
+    if market == "SH":
+        if code.startswith("688") or code.startswith("689"):
+            return "star"
+        if code.startswith(("5", "1")):
+            return "fund"
+        return "main"
+    if code.startswith(("300", "301", "302")):
+        return "chinext"
+    if code.startswith(("15", "16", "18")):
+        return "fund"
+    return "main"
+
+
+def price_tick(stock_code: str) -> float:
+    """0.01 for stocks, 0.001 for funds and ETFs."""
+    return 0.001 if board_of(stock_code) == "fund" else 0.01
+
+
+def limit_pct(stock_code: str) -> float:
+    """Daily price limit: main board 10% (ST included since 2026-07-06),
+    ChiNext and STAR 20%, BSE 30%, funds 10%."""
+    return {"main": 0.10, "chinext": 0.20, "star": 0.20, "bse": 0.30, "fund": 0.10}[
+        board_of(stock_code)
+    ]
+
+
+def round_price(price: float, tick: float) -> float:
+    """Round half up to the tick, as the exchanges compute limit prices."""
+    places = 3 if tick < 0.01 else 2
+    q = Decimal(1).scaleb(-places)
+    return float(Decimal(str(price)).quantize(q, rounding=ROUND_HALF_UP))
+
+
+def limit_prices(stock_code: str, prev_close: float) -> tuple[float, float]:
+    """(up_stop_price, down_stop_price) for the day."""
+    pct = limit_pct(stock_code)
+    tick = price_tick(stock_code)
+    return round_price(prev_close * (1 + pct), tick), round_price(prev_close * (1 - pct), tick)
+
+
+def on_tick(price: float, tick: float) -> bool:
+    steps = price / tick
+    return math.isclose(steps, round(steps), abs_tol=1e-6)
+
+
+def buy_volume_error(stock_code: str, volume: int) -> str | None:
+    """Why a buy of `volume` shares breaks the lot rules, or None.
+
+    Buys are in lots of 100; STAR and BSE: at least 200 (BSE 100), then any
+    1-share step."""
+    board = board_of(stock_code)
+    if volume <= 0:
+        return "volume must be positive"
+    if board == "star":
+        return None if volume >= 200 else "STAR buys are at least 200 shares"
+    if board == "bse":
+        return None if volume >= 100 else "BSE buys are at least 100 shares"
+    if volume % 100:
+        return "buys are in lots of 100 shares"
+    return None
+
+
+def sell_volume_error(stock_code: str, volume: int, can_use_volume: int) -> str | None:
+    """Why a sell of `volume` breaks the lot rules, or None: an odd lot may be
+    sold only whole (the entire remainder under 100 at once)."""
+    if volume <= 0:
+        return "volume must be positive"
+    if volume > can_use_volume:
+        return f"sell volume {volume} exceeds sellable volume {can_use_volume} (T+1)"
+    board = board_of(stock_code)
+    if board in ("star", "bse"):
+        if volume < 200 and volume != can_use_volume and board == "star":
+            return "STAR sells under 200 shares must sell the whole remainder"
+        return None
+    if volume % 100 and volume != can_use_volume:
+        odd = can_use_volume % 100
+        if volume % 100 != odd:
+            return f"odd lots sell only whole: sell a multiple of 100 plus all {odd} odd shares"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Fees:
+    commission_rate: float = 0.00025
+    commission_min: float = 5.0
+    stamp_duty_rate: float = 0.0005
+    transfer_fee_rate: float = 0.00001
+
+    def commission(self, amount: float) -> float:
+        return round(max(amount * self.commission_rate, self.commission_min), 2)
+
+    def total(self, amount: float, is_sell: bool) -> float:
+        """Commission + transfer fee (both sides) + stamp duty (sells only), in CNY."""
+        fee = self.commission(amount) + amount * self.transfer_fee_rate
+        if is_sell:
+            fee += amount * self.stamp_duty_rate
+        return round(fee, 2)
+
+
+Phase = Literal["closed", "call_auction", "continuous", "closing_auction"]
+
+_SESSIONS: tuple[tuple[dt.time, dt.time, Phase], ...] = (
+    (dt.time(9, 15), dt.time(9, 25), "call_auction"),
+    (dt.time(9, 30), dt.time(11, 30), "continuous"),
+    (dt.time(13, 0), dt.time(14, 57), "continuous"),
+    (dt.time(14, 57), dt.time(15, 0), "closing_auction"),
+)
+
+
+def phase_at(t: dt.time) -> Phase:
+    """The market phase at a Shanghai wall-clock time (trading day assumed)."""
+    for start, end, phase in _SESSIONS:
+        if start <= t < end:
+            return phase
+    return "closed"
