@@ -553,6 +553,48 @@ REPLY_TYPES: tuple[type[Any], ...] = Reply.__args__
 
 
 # --------------------------------------------------------------------------
+# The recorder's query endpoint (ROUTER on recorder.query_address), same
+# framing and encodings as the gateway's command socket.
+# --------------------------------------------------------------------------
+
+
+class SqlQuery(_Msg, tag="sql", frozen=True, kw_only=True):
+    """A read-only SQL statement run against the recorder's DuckDB file."""
+
+    sql: Annotated[str, Meta(min_length=1, max_length=100_000)]
+    limit: Annotated[int, Meta(ge=1, le=1_000_000)] = 10_000
+
+
+class RecorderStatusQuery(_Msg, tag="recorder_status", frozen=True, kw_only=True):
+    pass
+
+
+class SqlResult(_Msg, tag="sql_result", frozen=True, kw_only=True):
+    """Rows as lists in column order; `truncated` when more rows than `limit` matched.
+    Timestamps are ISO-8601 strings, decimals floats."""
+
+    columns: list[str] = []
+    types: list[str] = []
+    rows: list[list[Any]] = []
+    truncated: bool = False
+
+
+class RecorderStatus(_Msg, tag="recorder_status", frozen=True, kw_only=True):
+    """What the recorder has committed: the newest (epoch, seq) in DuckDB."""
+
+    epoch: str = ""
+    last_seq: int = 0
+    events: int = 0
+    last_commit_ts: int = 0
+    gateway_last_seq: int = 0
+    bad_events: int = 0
+
+
+RecorderCommand = SqlQuery | RecorderStatusQuery
+RecorderReply = SqlResult | RecorderStatus | ErrorReply
+
+
+# --------------------------------------------------------------------------
 # Codecs: one reused encoder/decoder per direction and format.
 # --------------------------------------------------------------------------
 
@@ -564,6 +606,10 @@ reply_msgpack_decoder = msgspec.msgpack.Decoder(Reply)
 reply_json_decoder = msgspec.json.Decoder(Reply)
 event_msgpack_decoder = msgspec.msgpack.Decoder(Event)
 event_json_decoder = msgspec.json.Decoder(Event)
+recorder_command_msgpack_decoder = msgspec.msgpack.Decoder(RecorderCommand)
+recorder_command_json_decoder = msgspec.json.Decoder(RecorderCommand)
+recorder_reply_msgpack_decoder = msgspec.msgpack.Decoder(RecorderReply)
+recorder_reply_json_decoder = msgspec.json.Decoder(RecorderReply)
 
 
 def is_json(payload: bytes) -> bool:
@@ -587,3 +633,9 @@ def decode_reply(payload: bytes) -> Reply:
         if is_json(payload)
         else (reply_msgpack_decoder.decode(payload))
     )
+
+
+def decode_recorder_reply(payload: bytes) -> RecorderReply:
+    if is_json(payload):
+        return recorder_reply_json_decoder.decode(payload)
+    return recorder_reply_msgpack_decoder.decode(payload)
