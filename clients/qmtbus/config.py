@@ -91,40 +91,79 @@ class SimConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True)
 
 
 class RiskConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Pre-trade checks. A zero limit means "no limit"."""
+    """Pre-trade checks (gateway/risk). A zero limit means "no limit".
+
+    `enabled = false` turns off every check except the trading state (halt and
+    reduce_only always hold). docs/risk-and-security.md lists what each refuses.
+    """
 
     enabled: bool = True
+    # buys in lots by board, sells whole odd lots, limit prices on the tick
     check_lot_and_tick: bool = True
+    # limit prices inside the day's down/up stop prices
     check_price_limits: bool = True
+    # limit prices within this % of the last price (0 = off)
     fat_finger_pct: NonNegFloat = 5.0
+    # sells within can_use_volume (T+1)
     check_sellable: bool = True
+    # buy notional plus estimated fees within free cash
     check_cash: bool = True
     max_order_notional: NonNegFloat = 0.0
     max_order_volume: Annotated[int, Meta(ge=0)] = 0
+    # token bucket: this many orders per second, bursts of at most this many (min 1)
     max_orders_per_second: NonNegFloat = 0.0
+    # daily caps reset at midnight Asia/Shanghai and survive a gateway restart
     max_orders_per_day: Annotated[int, Meta(ge=0)] = 0
     max_turnover_per_day: NonNegFloat = 0.0
     max_orders_per_day_per_strategy: Annotated[int, Meta(ge=0)] = 0
     max_turnover_per_day_per_strategy: NonNegFloat = 0.0
+    # shell-style patterns ("600000.SH", "688*"); an empty allow list allows all
     allow_symbols: list[str] = []
     deny_symbols: list[str] = []
+    # the fee estimate the cash check adds to a buy (commission, min per order)
+    commission_rate: NonNegFloat = 0.00025
+    commission_min: NonNegFloat = 5.0
 
 
 class SecurityConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """CURVE for anything beyond loopback. Key files are written by `qmtbus keys new`."""
+    """CURVE for anything beyond loopback. Key files are written by `qmtbus keys new`.
+
+    With `curve = true` the gateway (and the recorder's query endpoint) encrypt
+    every connection and accept only clients whose public key file (NAME.key)
+    is in `allowed_clients_dir`; `server_secret_key` is the server's
+    NAME.key_secret file (mode 0600).
+    """
 
     curve: bool = False
     server_secret_key: str = ""
     allowed_clients_dir: str = ""
 
+    def __post_init__(self) -> None:
+        if self.curve and not (self.server_secret_key and self.allowed_clients_dir):
+            raise ValueError(
+                "curve = true needs server_secret_key (the gateway's NAME.key_secret) and "
+                "allowed_clients_dir (a folder of client NAME.key files)"
+            )
+
 
 class ClientConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """How clients (CLI, recorder, scheduler, strategies) reach the gateway."""
+    """How clients (CLI, recorder, scheduler, strategies) reach the gateway.
+
+    For a CURVE gateway set both key paths: `secret_key` is this client's
+    NAME.key_secret (mode 0600), `server_public_key` the gateway's NAME.key.
+    """
 
     timeout: PositiveFloat = 5.0
     retries: Annotated[int, Meta(ge=0)] = 3
     secret_key: str = ""
     server_public_key: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.secret_key) != bool(self.server_public_key):
+            raise ValueError(
+                "secret_key and server_public_key go together: set both for a CURVE "
+                "gateway, neither for a plain one"
+            )
 
 
 class RecorderConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -139,8 +178,23 @@ class RecorderConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
     status_file: str = "data/recorder-status.json"
 
 
+# A job's name becomes the note topic "job.<name>": short, printable, no spaces.
+JobName = Annotated[str, Meta(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
 class JobConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    name: Annotated[str, Meta(min_length=1, max_length=64)]
+    """One [[scheduler.jobs]] entry (see docs/scheduler.md).
+
+    `cron`: 5 fields (minute hour day month weekday) or 6 with a leading
+    seconds field, in Asia/Shanghai time, weekdays as in classic cron (0 or 7 =
+    Sunday). `callable`: "package.module:function", called with one argument,
+    the job context. `misfire`: what to do with a run that could not start on
+    time (the scheduler was down or busy): "skip" it, or "run_late" if no more
+    than `grace_seconds` late. The scheduler checks `cron` and `callable` at
+    start-up.
+    """
+
+    name: JobName
     cron: str
     callable: str
     args: dict[str, Any] = {}
@@ -151,12 +205,20 @@ class JobConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True)
 
 
 class SchedulerConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The scheduler's jobs, its two built-in jobs and its state file.
+
+    The built-in pre-open check runs at 09:20 by default: after the gateway's
+    default window opens (09:10), before continuous trading. `stop_timeout`:
+    how long SIGTERM waits for running jobs before the scheduler exits.
+    """
+
     state_file: str = "data/scheduler-state.json"
     pre_open_check: bool = True
-    pre_open_cron: str = "0 9 * * *"
+    pre_open_cron: str = "20 9 * * *"
     after_close_snapshot: bool = True
     after_close_cron: str = "5 15 * * *"
     jobs: list[JobConfig] = []
+    stop_timeout: NonNegFloat = 10.0
 
 
 class Config(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):

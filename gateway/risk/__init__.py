@@ -1,0 +1,21 @@
+"""The pre-trade risk gate: the kill switch and the [risk] rules an order passes before the broker.
+
+denial = gate.check(order, book)   # None, or Denial(rule, message)
+if denial is None:
+    gate.record(order, book)       # then send it
+"""
+
+from gateway.risk.gate import Denial, RiskGate, TokenBucket
+from gateway.risk.rules import RULE_NAMES, BookView, InstrumentLike, order_notional
+from gateway.risk.state import trading_day
+
+__all__ = [
+    "RULE_NAMES",
+    "BookView",
+    "Denial",
+    "InstrumentLike",
+    "RiskGate",
+    "TokenBucket",
+    "order_notional",
+    "trading_day",
+]
