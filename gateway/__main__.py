@@ -1,0 +1,81 @@
+"""`python -m gateway [--config FILE]`: run the qmtbus gateway until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from qmtbus.config import CONFIG_ENV, Config, ConfigError, config_path, load_config
+
+if TYPE_CHECKING:
+    from gateway.server import Server
+
+log = logging.getLogger("gateway")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="qmtbus-gateway",
+        description="Hold the broker connection and serve it over ZeroMQ.",
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", help=f"TOML config file (default: ${CONFIG_ENV}, else defaults)"
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = load_config(config_path(args.config))
+        from gateway.security import check_binds
+
+        check_binds(config)
+        server = _build(config)
+    except (ConfigError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        server.stopping = True
+        server.post_wake()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    g = config.gateway
+    log.info(
+        "gateway for account %s on broker %s: events %s, commands %s, epoch %s",
+        g.account_id,
+        g.broker,
+        g.events_address,
+        g.commands_address,
+        server.epoch,
+    )
+    try:
+        server.run()
+    finally:
+        server.shutdown()
+    log.info("gateway stopped")
+    return 0
+
+
+def _build(config: Config) -> Server:
+    from gateway.broker import BrokerUnavailable, open_broker
+    from gateway.server import Server
+
+    try:
+        broker = open_broker(config)
+    except BrokerUnavailable as err:
+        raise ConfigError(str(err)) from None
+    return Server(config, broker)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Decode one request from the ROUTER socket and dispatch it; bad input gets an error reply.
+
+Nothing a client sends can stop the gateway: undecodable bytes, wrong field
+types, missing fields, unknown types, oversized or multi-frame requests each
+get an `error` reply with a code and a sentence.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from gateway.handoff import RunQuery
+from gateway.journal import NotHeld
+from qmtbus import protocol as p
+
+if TYPE_CHECKING:
+    from gateway.server import Server
+
+log = logging.getLogger("gateway.commands")
+
+MAX_NOTE_BYTES = 4096
+
+
+class _RawReplay(msgspec.Struct, tag="replay", tag_field="type", kw_only=True):
+    """ReplayReply with the journal's MessagePack events embedded as they are."""
+
+    epoch: str
+    events: list[msgspec.Raw]
+    last_seq: int
+    more: bool
+
+
+def handle(server: Server, frames: list[bytes]) -> None:
+    envelope, body = _split(frames)
+    if len(body) != 1:
+        message = f"a request is one frame; got {len(body)}"
+        server.reply(envelope, False, p.ErrorReply(code=p.BAD_REQUEST, message=message))
+        return
+    payload = body[0]
+    json = p.is_json(payload)
+    limit = server.config.gateway.max_message_size
+    if len(payload) > limit:
+        message = f"request of {len(payload)} bytes exceeds the {limit}-byte limit"
+        server.reply(envelope, json, p.ErrorReply(code=p.TOO_LARGE, message=message))
+        return
+    try:
+        cmd = _decode(payload, json)
+    except _BadRequest as err:
+        server.reply(envelope, json, p.ErrorReply(code=err.code, message=str(err)))
+        return
+    try:
+        dispatch(server, envelope, json, cmd)
+    except Exception as err:  # a bug must cost one reply, not the gateway
+        log.exception("handling %s failed", type(cmd).__name__)
+        server.reply(
+            envelope, json, p.ErrorReply(code=p.INTERNAL, message=f"internal error: {err}")
+        )
+
+
+def _split(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """Envelope (routing id and the empty delimiter of REQ peers) and body."""
+    for i, frame in enumerate(frames[1:], start=1):
+        if not frame:
+            return frames[: i + 1], frames[i + 1 :]
+    return frames[:1], frames[1:]
+
+
+class _BadRequest(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def _decode(payload: bytes, json: bool) -> p.Command:
+    decoder = p.command_json_decoder if json else p.command_msgpack_decoder
+    try:
+        return decoder.decode(payload)
+    except msgspec.ValidationError as err:
+        text = str(err)
+        if text.startswith("Invalid value") and text.endswith("at `$.type`"):
+            return_type = text.split("'")[1] if "'" in text else "?"
+            raise _BadRequest(p.UNKNOWN_TYPE, f"unknown request type {return_type!r}") from None
+        raise _BadRequest(p.BAD_REQUEST, f"bad request: {text}") from None
+    except msgspec.DecodeError as err:
+        kind = "JSON" if json else "MessagePack"
+        raise _BadRequest(p.BAD_REQUEST, f"request is not a valid {kind} map: {err}") from None
+
+
+def dispatch(server: Server, envelope: list[bytes], json: bool, cmd: p.Command) -> None:
+    reply: Any
+    match cmd:
+        case p.Ping():
+            reply = p.Pong()
+        case p.GetStatus():
+            reply = server.status()
+        case p.PlaceOrder():
+            server.orders.place(envelope, json, cmd)
+            return
+        case p.CancelOrder():
+            server.orders.cancel(envelope, json, cmd)
+            return
+        case p.QueryAsset() | p.QueryOrders() | p.QueryTrades() | p.QueryPositions():
+            if server.state != "ready" or server.stopping:
+                message = f"the gateway is {server.state}; no broker to query"
+                reply = p.ErrorReply(code=p.NOT_CONNECTED, message=message)
+            else:
+                server.lifecycle.submit(RunQuery(cmd, envelope, json))
+                return
+        case p.Replay():
+            reply = _replay(server, cmd, json)
+        case p.Halt() | p.ReduceOnly() | p.Resume():
+            reply = _set_trading(server, cmd)
+        case p.PublishNote():
+            reply = _note(server, cmd)
+        case p.SimFault() | p.SimSetPrice():
+            reply = _sim(server, cmd)
+        case _:
+            reply = p.ErrorReply(code=p.UNKNOWN_TYPE, message=f"unhandled request {cmd!r}")
+    server.reply(envelope, json, reply)
+
+
+def _replay(server: Server, cmd: p.Replay, json: bool) -> Any:
+    try:
+        payloads, last_seq, more = server.journal.read(cmd.epoch, cmd.from_seq, cmd.limit)
+    except NotHeld as err:
+        return p.ErrorReply(code=p.NOT_FOUND, message=str(err))
+    if json:
+        events = [p.decode_event(x) for x in payloads]
+        return p.ReplayReply(epoch=cmd.epoch, events=events, last_seq=last_seq, more=more)
+    raw = [msgspec.Raw(x) for x in payloads]
+    return _RawReplay(epoch=cmd.epoch, events=raw, last_seq=last_seq, more=more)
+
+
+_TRADING = {p.Halt: "halted", p.ReduceOnly: "reduce_only", p.Resume: "active"}
+
+
+def _set_trading(server: Server, cmd: p.Halt | p.ReduceOnly | p.Resume) -> Any:
+    state = _TRADING[type(cmd)]
+    try:
+        server.risk.set_trading(state, cmd.reason)  # type: ignore[arg-type]
+    except OSError as err:
+        message = (
+            f"trading is {state} now but could not be saved ({err}); "
+            "it will not survive a gateway restart"
+        )
+        return p.ErrorReply(code=p.INTERNAL, message=message)
+    log.warning("trading %s: %s", state, cmd.reason or "(no reason given)")
+    server.emit(p.NoteEvent(topic="trading", data={"trading": state, "reason": cmd.reason}))
+    return server.status()
+
+
+def _note(server: Server, cmd: p.PublishNote) -> Any:
+    size = len(p.msgpack_encoder.encode(cmd.data))
+    if size > MAX_NOTE_BYTES:
+        message = f"note data is {size} bytes encoded; the limit is {MAX_NOTE_BYTES}"
+        return p.ErrorReply(code=p.TOO_LARGE, message=message)
+    seq = server.emit(p.NoteEvent(topic=cmd.topic, data=cmd.data))
+    return p.NoteAck(seq=seq)
+
+
+def _sim(server: Server, cmd: p.SimFault | p.SimSetPrice) -> Any:
+    from gateway.broker import NotSupported
+
+    try:
+        return p.SimAck(detail=server.broker.sim_command(cmd))
+    except NotSupported as err:
+        return p.ErrorReply(code=p.BAD_REQUEST, message=str(err))
