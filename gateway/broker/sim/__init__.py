@@ -1,1 +1,1 @@
-"""qmtbus."""
+"""The embedded simulator: a miniQMT terminal with XtQuantTrader's interface (broker = "sim")."""

@@ -1,0 +1,59 @@
+"""SimBroker: the Broker seam over an embedded simulated miniQMT (the default broker)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from gateway.broker import BrokerUnavailable, Instrument
+from gateway.broker.sessions import SessionIds
+from gateway.broker.sim.objects import StockAccount
+from gateway.broker.sim.terminal import SimTerminal
+from gateway.broker.sim.trader import SimTrader
+from qmtbus.protocol import SimFault, SimSetPrice
+
+if TYPE_CHECKING:
+    from qmtbus.config import Config
+
+
+class SimBroker:
+    name: Literal["sim"] = "sim"
+
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+        """Open (or create) the book under <data_dir>/sim and start its market; `clock` gives
+        epoch seconds (tests move it to change the trading day)."""
+        self.path = str(Path(config.gateway.data_dir) / "sim")
+        self._account_id = config.gateway.account_id
+        tick_file = config.sim.tick_file
+        if tick_file and not Path(tick_file).is_file():
+            raise BrokerUnavailable(
+                f"sim.tick_file {tick_file!r} does not exist; fix the path or leave it empty "
+                "for a random walk"
+            )
+        self.terminal = SimTerminal(Path(self.path), config.sim, self._account_id, clock)
+        self.terminal.start()
+        self._ids = SessionIds(config.xtquant.session_base)
+
+    def new_trader(self, session_id: int) -> SimTrader:
+        return SimTrader(self.path, session_id)
+
+    def account(self) -> StockAccount:
+        return StockAccount(self._account_id, "STOCK")
+
+    def new_session_id(self) -> int:
+        return self._ids.next(self.terminal.live_sessions())
+
+    def instrument(self, stock_code: str) -> Instrument | None:
+        return self.terminal.instrument(stock_code)
+
+    def sim_command(self, command: SimFault | SimSetPrice) -> str:
+        if isinstance(command, SimFault):
+            return self.terminal.fault(command.fault, command.value)
+        if isinstance(command, SimSetPrice):
+            return self.terminal.set_price(command.stock_code, command.price)
+        raise TypeError(f"not a simulator command: {command!r}")
+
+    def close(self) -> None:
+        self.terminal.close()

@@ -1,0 +1,238 @@
+"""Simulated prices: a seeded random walk per symbol (or a recorded tick file), within daily limits.
+
+Prices are integers in mils (1/1000 CNY) so that ticks, limits and amounts are
+exact. The walk is counter-based: step n of a symbol depends only on the
+seed, the code, n and the price before it, so a path is reproducible for a
+seed whatever order the symbols are touched in, and after a restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import math
+import os
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import NormalDist
+
+from gateway import ashare
+from gateway.broker import Instrument
+
+MILS = 1000
+STOCK_CODE = re.compile(r"^\d{6}\.(SH|SZ|BJ)$")
+_NORMAL = NormalDist()
+
+
+def to_mils(price: float) -> int:
+    return round(price * MILS)
+
+
+def to_yuan(mils: int) -> float:
+    return mils / MILS
+
+
+def is_stock_code(stock_code: str) -> bool:
+    return bool(STOCK_CODE.match(stock_code))
+
+
+def instrument_name(stock_code: str) -> str:
+    return f"Sim {stock_code[:6]}"
+
+
+def noise(seed: int, stock_code: str, n: int) -> float:
+    """Standard normal draw number `n` of a symbol's walk (stateless, so it survives restarts)."""
+    digest = hashlib.blake2b(f"{seed}:{stock_code}:{n}".encode(), digest_size=8).digest()
+    u = (int.from_bytes(digest, "big") + 0.5) / 2**64
+    return _NORMAL.inv_cdf(u)
+
+
+def initial_price(seed: int, stock_code: str) -> float:
+    """A symbol's first price, 5-50 CNY on its tick, from the seed and the code."""
+    tick = ashare.price_tick(stock_code)
+    return ashare.round_price(random.Random(f"{seed}:{stock_code}").uniform(5.0, 50.0), tick)
+
+
+@dataclass
+class Quote:
+    stock_code: str
+    tick_m: int
+    prev_close_m: int
+    up_m: int
+    down_m: int
+    last_m: int
+    step: int = 0
+    # Volume left at the best price this tick, per side: larger orders fill in parts.
+    buy_depth: int = 0
+    sell_depth: int = 0
+
+    def clamp(self, price_m: int) -> int:
+        return min(self.up_m, max(self.down_m, price_m))
+
+    def on_tick(self, price_m: int) -> int:
+        return round(price_m / self.tick_m) * self.tick_m
+
+
+def _limits_m(stock_code: str, prev_close_m: int) -> tuple[int, int]:
+    up, down = ashare.limit_prices(stock_code, to_yuan(prev_close_m))
+    return to_mils(up), to_mils(down)
+
+
+class Market:
+    """Last prices of every symbol the simulator has seen; not thread-safe (the terminal locks)."""
+
+    def __init__(
+        self,
+        *,
+        seed: int,
+        volatility: float,
+        depth_volume: int,
+        tick_file: str,
+        state_file: Path,
+        day: str,
+    ) -> None:
+        self._seed = seed
+        self._volatility = volatility
+        self._depth = depth_volume
+        self._state_file = state_file
+        self._quotes: dict[str, Quote] = {}
+        self._ticks = _read_tick_file(tick_file) if tick_file else None
+        self._first_tick: dict[str, int] = {}
+        for code, price_m in self._ticks or ():
+            self._first_tick.setdefault(code, price_m)
+        self._tick_pos = 0
+        self.day = day
+        self.saved_at: float | None = None
+        self._load()
+
+    # -- prices -------------------------------------------------------------
+
+    def quote(self, stock_code: str) -> Quote:
+        """The symbol's quote, created from the seed (or the tick file) on first sight."""
+        quote = self._quotes.get(stock_code)
+        if quote is None:
+            tick_m = to_mils(ashare.price_tick(stock_code))
+            first = self._first_tick.get(stock_code)
+            start_m = first if first is not None else to_mils(initial_price(self._seed, stock_code))
+            start_m = round(start_m / tick_m) * tick_m
+            up_m, down_m = _limits_m(stock_code, start_m)
+            quote = Quote(stock_code, tick_m, start_m, up_m, down_m, start_m)
+            quote.buy_depth = quote.sell_depth = self._depth
+            self._quotes[stock_code] = quote
+        return quote
+
+    def known(self) -> list[str]:
+        return list(self._quotes)
+
+    def step(self) -> list[str]:
+        """One market tick: move prices, refill depth; returns the codes that may now cross."""
+        for quote in self._quotes.values():
+            quote.buy_depth = quote.sell_depth = self._depth
+        if self._ticks is not None:
+            if self._tick_pos >= len(self._ticks):
+                return list(self._quotes)  # the recording is over: prices hold
+            code, price_m = self._ticks[self._tick_pos]
+            self._tick_pos += 1
+            quote = self.quote(code)
+            quote.last_m = quote.clamp(quote.on_tick(price_m))
+            return list(self._quotes)
+        for quote in self._quotes.values():
+            z = noise(self._seed, quote.stock_code, quote.step)
+            quote.step += 1
+            moved = quote.on_tick(round(quote.last_m * math.exp(self._volatility * z)))
+            quote.last_m = quote.clamp(moved)
+        return list(self._quotes)
+
+    def set_price(self, stock_code: str, price: float) -> tuple[Quote, bool]:
+        """Move the last price now (on tick, within limits); True when it had to be clamped."""
+        quote = self.quote(stock_code)
+        wanted = quote.on_tick(to_mils(price))
+        quote.last_m = quote.clamp(wanted)
+        quote.buy_depth = quote.sell_depth = self._depth
+        return quote, quote.last_m != wanted
+
+    def take(self, stock_code: str, is_buy: bool, want: int) -> int:
+        """Volume available now at the last price for an order wanting `want`; consumes it."""
+        quote = self.quote(stock_code)
+        if is_buy:
+            got = min(want, quote.buy_depth)
+            quote.buy_depth -= got
+        else:
+            got = min(want, quote.sell_depth)
+            quote.sell_depth -= got
+        return got
+
+    def roll_day(self, day: str) -> None:
+        """A new trading day: yesterday's last price becomes prev_close and sets the limits."""
+        if day <= self.day:
+            return  # days only advance
+        self.day = day
+        for quote in self._quotes.values():
+            quote.prev_close_m = quote.last_m
+            quote.up_m, quote.down_m = _limits_m(quote.stock_code, quote.last_m)
+
+    def instrument(self, stock_code: str) -> Instrument:
+        quote = self.quote(stock_code)
+        return Instrument(
+            stock_code=stock_code,
+            instrument_name=instrument_name(stock_code),
+            last_price=to_yuan(quote.last_m),
+            prev_close=to_yuan(quote.prev_close_m),
+            up_stop_price=to_yuan(quote.up_m),
+            down_stop_price=to_yuan(quote.down_m),
+            price_tick=to_yuan(quote.tick_m),
+        )
+
+    # -- persistence --------------------------------------------------------
+
+    def save(self, now: float) -> None:
+        """Write the prices atomically; losing the last second of a walk to a kill is harmless
+        because the walk replays identically from the saved point."""
+        state = {
+            "saved_at": now,
+            "day": self.day,
+            "tick_pos": self._tick_pos,
+            "quotes": {
+                code: [q.prev_close_m, q.last_m, q.step] for code, q in self._quotes.items()
+            },
+        }
+        tmp = self._state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, separators=(",", ":")))
+        os.replace(tmp, self._state_file)
+        self.saved_at = now
+
+    def _load(self) -> None:
+        try:
+            state = json.loads(self._state_file.read_text())
+        except (OSError, ValueError):
+            return  # first start, or a torn file: prices start again from the seed
+        saved_day = str(state.get("day", self.day))
+        for code, (prev_close_m, last_m, step) in state.get("quotes", {}).items():
+            quote = self.quote(code)
+            quote.prev_close_m = int(prev_close_m)
+            quote.up_m, quote.down_m = _limits_m(code, quote.prev_close_m)
+            quote.last_m, quote.step = int(last_m), int(step)
+        self._tick_pos = int(state.get("tick_pos", 0))
+        self.saved_at = float(state["saved_at"]) if "saved_at" in state else None
+        wanted_day, self.day = self.day, saved_day
+        self.roll_day(wanted_day)
+
+
+def _read_tick_file(path: str) -> list[tuple[str, int]]:
+    """`stock_code,price` lines in replay order; a header, blank or `#` lines are skipped."""
+    ticks: list[tuple[str, int]] = []
+    with open(path, newline="") as file:
+        for row in csv.reader(file):
+            if len(row) < 2 or row[0].startswith("#"):
+                continue
+            code = row[0].strip()
+            price = None
+            with contextlib.suppress(ValueError):
+                price = float(row[1])
+            if is_stock_code(code) and price is not None and price > 0:
+                ticks.append((code, to_mils(price)))
+    return ticks

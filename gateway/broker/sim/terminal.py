@@ -1,0 +1,382 @@
+"""The simulated miniQMT terminal: one book, one market thread, the live sessions, and faults.
+
+SimBroker opens a terminal for `<data_dir>/sim` and registers it under that
+path; a SimTrader built with the same path finds it at connect(), as an
+XtQuantTrader finds the miniQMT of its userdata_mini. One lock serialises the
+book: caller threads, the market thread and callbacks all go through it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gateway import ashare
+from gateway.broker import BrokerUnavailable, Instrument
+from gateway.broker.sim import hours
+from gateway.broker.sim import objects as xt
+from gateway.broker.sim.book import Book, Fault, Push
+from gateway.broker.sim.market import Market, is_stock_code, to_yuan
+from gateway.broker.sim.store import Store
+
+if TYPE_CHECKING:
+    from gateway.broker.sim.trader import SimTrader
+    from qmtbus.config import SimConfig
+
+log = logging.getLogger(__name__)
+
+# Catching up after downtime replays at most this many ticks (bounded start-up time).
+MAX_CATCH_UP_STEPS = 7200
+# How often the market thread saves prices; a kill loses at most this much of the walk.
+SAVE_INTERVAL = 1.0
+
+_registry: dict[str, SimTerminal] = {}
+_registry_lock = threading.Lock()
+
+
+def terminal_key(path: str | Path) -> str:
+    return str(Path(path).resolve())
+
+
+def lookup(path: str | Path) -> SimTerminal | None:
+    """The running terminal for `path`, as a trader's connect() finds it."""
+    with _registry_lock:
+        return _registry.get(terminal_key(path))
+
+
+class SimTerminal:
+    def __init__(
+        self,
+        directory: Path,
+        config: SimConfig,
+        account_id: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.directory = directory
+        self.account_id = account_id
+        self._config = config
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._sessions: dict[int, SimTrader] = {}
+        self._subscribed: set[int] = set()
+        self._reject_next = 0
+        self._silent_next = 0
+        self._fault_delay = 0.0
+        self._reorder = False
+        self._closed = False
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+        key = terminal_key(directory)
+        with _registry_lock:
+            if key in _registry:
+                raise BrokerUnavailable(
+                    f"a simulator already runs on {directory} in this process; close it first"
+                )
+            self._file_lock = _lock_directory(directory)
+            try:
+                self._open(clock())
+            except BaseException:
+                if hasattr(self, "_store"):
+                    self._store.close()
+                _unlock_directory(self._file_lock)
+                raise
+            _registry[key] = self
+
+    def _open(self, now: float) -> None:
+        today = hours.trading_day(now)
+        self._store = Store(self.directory)
+        self._market = Market(
+            seed=self._config.seed,
+            volatility=self._config.volatility,
+            depth_volume=self._config.depth_volume,
+            tick_file=self._config.tick_file,
+            state_file=self.directory / "market.json",
+            day=today,
+        )
+        fees = ashare.Fees(
+            commission_rate=self._config.commission_rate,
+            commission_min=self._config.commission_min,
+            stamp_duty_rate=self._config.stamp_duty_rate,
+            transfer_fee_rate=self._config.transfer_fee_rate,
+        )
+        self._book = Book(
+            account_id=self.account_id,
+            fees=fees,
+            initial_cash=self._config.initial_cash,
+            market=self._market,
+            store=self._store,
+        )
+        self._book.load(today)  # pushes of a rollover at load reach nobody
+        self._catch_up(now)
+        self._market.save(now)
+
+    def _catch_up(self, now: float) -> None:
+        """The market went on while the gateway was down: replay the ticks of the gap (today's,
+        capped), so resting orders fill as they would have and reconciliation finds them."""
+        saved_at = self._market.saved_at
+        if saved_at is None or hours.trading_day(saved_at) != hours.trading_day(now):
+            return
+        # Prices of symbols first seen after the last save start from the seed, like they did.
+        for code in [*self._book.resting_codes(), *self._book.positions]:
+            self._market.quote(code)
+        interval = self._config.tick_interval
+        steps = min(int((now - saved_at) / interval), MAX_CATCH_UP_STEPS)
+        for k in range(steps - 1, -1, -1):  # the most recent `steps` ticks, the last one now
+            at = now - k * interval
+            if hours.phase(at, self._config.market_hours) == "continuous":
+                self._book.match(self._market.step(), at)
+        if steps:
+            log.info("simulator replayed %d market ticks of downtime", steps)
+
+    # -- the market thread ---------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run_market, name="sim-market", daemon=True)
+        self._thread.start()
+
+    def _run_market(self) -> None:
+        interval = self._config.tick_interval
+        next_tick = time.monotonic() + interval
+        next_save = time.monotonic() + SAVE_INTERVAL
+        while not self._stopping.wait(max(0.0, min(next_tick, next_save) - time.monotonic())):
+            now = time.monotonic()
+            try:
+                if now >= next_tick:
+                    self.tick()
+                    # A stalled process does not make up for lost ticks in a burst.
+                    next_tick = max(next_tick + interval, now)
+                if now >= next_save:
+                    with self._lock:
+                        if not self._closed:
+                            self._market.save(self._clock())
+                    next_save = now + SAVE_INTERVAL
+            except Exception:
+                log.exception("simulator market tick failed")
+
+    def tick(self) -> None:
+        """One market tick (the market thread calls this; tests may too): a new trading day
+        rolls over, prices move, resting orders that now cross fill."""
+        with self._lock:
+            if self._closed:
+                return
+            now = self._clock()
+            today = hours.trading_day(now)
+            if today > self._book.trading_day:
+                self._market.roll_day(today)
+                self._dispatch(self._book.roll_day(today))
+            if hours.phase(now, self._config.market_hours) == "continuous":
+                self._dispatch(self._book.match(self._market.step(), now))
+
+    # -- sessions (called by SimTrader) ---------------------------------------
+
+    def connect(self, trader: SimTrader) -> int:
+        with self._lock:
+            if self._closed or trader.session in self._sessions:
+                return -1
+            self._sessions[trader.session] = trader
+            return 0
+
+    def leave(self, trader: SimTrader) -> None:
+        with self._lock:
+            if self._sessions.get(trader.session) is trader:
+                del self._sessions[trader.session]
+                self._subscribed.discard(trader.session)
+
+    def live_sessions(self) -> set[int]:
+        with self._lock:
+            return set(self._sessions)
+
+    def subscribe(self, trader: SimTrader, account_id: str, on: bool) -> int:
+        with self._lock:
+            if self._sessions.get(trader.session) is not trader or account_id != self.account_id:
+                return -1
+            if not on:
+                self._subscribed.discard(trader.session)
+                return 0
+            self._subscribed.add(trader.session)
+            status = xt.XtAccountStatus(self.account_id, xt.SECURITY_ACCOUNT, xt.ACCOUNT_STATUS_OK)
+            self._dispatch([Push("on_account_status", status)])
+            return 0
+
+    def place(self, trader: SimTrader, seq: int, respond: bool, **request: Any) -> int:
+        """An order from a session: (order_id, pushes dispatched); -1 when the session is gone."""
+        with self._lock:
+            if self._sessions.get(trader.session) is not trader:
+                return -1
+            now = self._clock()
+            fault: Fault = None
+            if self._silent_next:
+                self._silent_next -= 1
+                fault = "silent"
+            elif self._reject_next:
+                self._reject_next -= 1
+                fault = "reject"
+            order_id, pushes = self._book.place(
+                **request,
+                session_id=trader.session,
+                seq=seq,
+                respond=respond,
+                phase=hours.phase(now, self._config.market_hours),
+                fault=fault,
+                now=now,
+            )
+            self._dispatch(pushes, trader)
+            # A sync order_stock with no response would block forever on the real client.
+            return -1 if fault == "silent" and not respond else order_id
+
+    def cancel(self, trader: SimTrader, seq: int, respond: bool, **target: Any) -> int:
+        with self._lock:
+            if self._sessions.get(trader.session) is not trader:
+                return -1
+            result, pushes = self._book.cancel(seq=seq, respond=respond, **target)
+            self._dispatch(pushes, trader)
+            return result
+
+    def query(self, account_id: str, what: Callable[[Book], Any], empty: Any) -> Any:
+        """Run a read of the book under the lock; `empty` for another account."""
+        with self._lock:
+            return what(self._book) if account_id == self.account_id else empty
+
+    def account_status(self) -> list[xt.XtAccountStatus]:
+        return [xt.XtAccountStatus(self.account_id, xt.SECURITY_ACCOUNT, xt.ACCOUNT_STATUS_OK)]
+
+    # -- pushes ------------------------------------------------------------------
+
+    def _dispatch(self, pushes: list[Push], requester: SimTrader | None = None) -> None:
+        """Hand pushes to the sessions' push threads in order (the records are already written)."""
+        if not pushes:
+            return
+        if self._reorder:
+            pushes = reorder(pushes)
+        delay = self._config.callback_delay + self._fault_delay
+        for push in pushes:
+            if push.private:
+                if requester is not None and self._sessions.get(requester.session) is requester:
+                    requester.deliver(push.name, push.payload, delay)
+                continue
+            for session in self._subscribed:
+                self._sessions[session].deliver(push.name, push.payload, delay)
+
+    # -- market facts and faults (called by SimBroker) -------------------------
+
+    def instrument(self, stock_code: str) -> Instrument | None:
+        if not is_stock_code(stock_code):
+            return None
+        with self._lock:
+            return self._market.instrument(stock_code)
+
+    def set_price(self, stock_code: str, price: float) -> str:
+        with self._lock:
+            now = self._clock()
+            quote, clamped = self._market.set_price(stock_code, price)
+            if hours.phase(now, self._config.market_hours) == "continuous":
+                self._dispatch(self._book.match([stock_code], now))
+            self._market.save(now)
+            note = " (clamped to the daily limit)" if clamped else ""
+            return f"{stock_code} last price {to_yuan(quote.last_m):.3f}{note}"
+
+    def fault(self, fault: str, value: float = 0.0) -> str:
+        with self._lock:
+            if fault == "disconnect":
+                delay = self._config.callback_delay + self._fault_delay
+                dropped = list(self._sessions.values())
+                self._sessions.clear()
+                self._subscribed.clear()
+                for trader in dropped:
+                    trader.drop(delay)
+                return f"disconnected {len(dropped)} session(s)"
+            if fault == "reject_next":
+                self._reject_next += 1
+                return "the next order will be rejected (57 junk and on_order_error)"
+            if fault == "silent_reject_next":
+                self._silent_next += 1
+                return "the next order will be rejected without any callback"
+            if fault == "delay_callbacks":
+                self._fault_delay = max(0.0, value)
+                return f"every push is delayed by {self._fault_delay:g} s"
+            if fault == "reorder_callbacks":
+                self._reorder = bool(value)
+                return "pushes are reordered" if self._reorder else "pushes are in order"
+            if fault == "clear":
+                self._reject_next = self._silent_next = 0
+                self._fault_delay = 0.0
+                self._reorder = False
+                return "faults cleared"
+            raise ValueError(f"unknown simulator fault {fault!r}")
+
+    def close(self) -> None:
+        """Stop the market and release the book; sessions still open just go dead."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self._lock:
+            for trader in self._sessions.values():
+                trader.drop(None)
+            self._sessions.clear()
+            self._subscribed.clear()
+            self._market.save(self._clock())
+            self._store.close()
+        with _registry_lock:
+            if _registry.get(terminal_key(self.directory)) is self:
+                del _registry[terminal_key(self.directory)]
+            _unlock_directory(self._file_lock)
+
+
+def reorder(pushes: list[Push]) -> list[Push]:
+    """The reorder_callbacks fault: the first order push overtakes the order response, and a
+    final order push (56) overtakes the trade push just before it."""
+    out = list(pushes)
+    for i, push in enumerate(out):
+        if push.name == "on_order_stock_async_response":
+            for j in range(i + 1, len(out)):
+                if out[j].name == "on_stock_order":
+                    out.insert(i, out.pop(j))
+                    break
+            break
+    for i in range(len(out) - 1):
+        nxt = out[i + 1]
+        if (
+            out[i].name == "on_stock_trade"
+            and nxt.name == "on_stock_order"
+            and nxt.payload.order_status == xt.ORDER_SUCCEEDED
+        ):
+            out[i], out[i + 1] = nxt, out[i]
+    return out
+
+
+def _lock_directory(directory: Path) -> Any:
+    """Hold an OS lock on the book so two gateways never write it at once (freed by kill -9)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = open(directory / "lock", "a+b")  # noqa: SIM115 - held until close
+    except OSError as err:
+        raise BrokerUnavailable(
+            f"cannot write the simulator book in {directory} ({err.strerror}); "
+            "check gateway.data_dir"
+        ) from None
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory lock; one gateway per data_dir is on the user
+        return handle
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise BrokerUnavailable(
+            f"the simulator book in {directory} is in use by another process; stop the other "
+            "gateway or give this one another gateway.data_dir"
+        ) from None
+    return handle
+
+
+def _unlock_directory(handle: Any) -> None:
+    handle.close()  # closing the file releases the flock

@@ -1,0 +1,83 @@
+"""The real broker: xtquant's XtQuantTrader next to a running miniQMT (Windows only).
+
+xtquant is imported here, once, when this broker is chosen: its package
+import runs a network update check, and `xtquant.xttrader` needs the Windows
+`xtpythonclient` .pyd.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
+
+from gateway.broker import BrokerUnavailable, Instrument, NotSupported
+from gateway.broker.sessions import SessionIds
+
+if TYPE_CHECKING:
+    from qmtbus.config import Config
+    from qmtbus.protocol import SimFault, SimSetPrice
+
+UNAVAILABLE = (
+    "the xtquant broker runs only on Windows next to a running miniQMT "
+    '(xtquant.xttrader needs its Windows .pyd); use broker = "sim" here'
+)
+
+
+class XtQuantBroker:
+    name: Literal["xtquant"] = "xtquant"
+
+    def __init__(self, config: Config) -> None:
+        if sys.platform != "win32":
+            raise BrokerUnavailable(UNAVAILABLE)
+        try:
+            from xtquant import xtdata, xttrader, xttype
+        except Exception as err:  # ImportError, or the .pyd failing to load
+            raise BrokerUnavailable(UNAVAILABLE) from err
+        path = config.xtquant.userdata_mini
+        if not os.path.isdir(path):
+            raise BrokerUnavailable(
+                f"miniQMT's userdata_mini folder {path!r} does not exist; set "
+                "xtquant.userdata_mini to the userdata_mini folder of the running miniQMT"
+            )
+        self._xttrader: Any = xttrader
+        self._xttype: Any = xttype
+        self._xtdata: Any = xtdata
+        self._path: str = path
+        self._account_id: str = config.gateway.account_id
+        self._ids: SessionIds = SessionIds(config.xtquant.session_base)
+
+    def new_trader(self, session_id: int) -> Any:
+        return self._xttrader.XtQuantTrader(self._path, session_id)
+
+    def account(self) -> Any:
+        return self._xttype.StockAccount(self._account_id, "STOCK")
+
+    def new_session_id(self) -> int:
+        # Other programs' sessions on the same miniQMT are invisible to us; the
+        # random draw over a large range keeps a collision unlikely, and connect()
+        # returning non-zero makes the gateway draw again.
+        return self._ids.next()
+
+    def instrument(self, stock_code: str) -> Instrument | None:
+        detail = self._xtdata.get_instrument_detail(stock_code)
+        if not detail:
+            return None
+        tick = (self._xtdata.get_full_tick([stock_code]) or {}).get(stock_code) or {}
+        prev_close = float(detail.get("PreClose") or 0.0)
+        return Instrument(
+            stock_code=stock_code,
+            instrument_name=str(detail.get("InstrumentName") or ""),
+            last_price=float(tick.get("lastPrice") or prev_close),
+            prev_close=prev_close,
+            up_stop_price=float(detail.get("UpStopPrice") or 0.0),
+            down_stop_price=float(detail.get("DownStopPrice") or 0.0),
+            price_tick=float(detail.get("PriceTick") or 0.01),
+        )
+
+    def sim_command(self, command: SimFault | SimSetPrice) -> NoReturn:
+        raise NotSupported('only the simulator takes faults and prices; use broker = "sim"')
+
+    def close(self) -> None:
+        # Each trader is stopped by the gateway; xtdata needs no closing.
+        pass
