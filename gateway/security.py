@@ -28,6 +28,7 @@ def bind_addresses(config: Config, process: Process = "gateway") -> dict[str, st
     return {
         "gateway.events_address": config.gateway.events_address,
         "gateway.commands_address": config.gateway.commands_address,
+        "gateway.quotes_address": config.gateway.quotes_address,
     }
 
 

@@ -56,6 +56,7 @@ class Stack:
         self.events_address = f"tcp://127.0.0.1:{free_port()}"
         self.commands_address = f"tcp://127.0.0.1:{free_port()}"
         self.query_address = f"tcp://127.0.0.1:{free_port()}"
+        self.quotes_address = f"tcp://127.0.0.1:{free_port()}"
         self.data_dir = self.dir / "data"
         self.config_path = self.dir / "qmtbus.toml"
         self.write_config()
@@ -65,6 +66,7 @@ class Stack:
             "gateway": {
                 "events_address": self.events_address,
                 "commands_address": self.commands_address,
+                "quotes_address": self.quotes_address,
                 "data_dir": str(self.data_dir),
                 "journal_fsync_interval": 0.2,
             },

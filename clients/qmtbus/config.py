@@ -50,6 +50,7 @@ class GatewayConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     account_id: Annotated[str, Meta(min_length=1, max_length=32)] = "SIM0001"
     events_address: str = "tcp://127.0.0.1:7101"
     commands_address: str = "tcp://127.0.0.1:7102"
+    quotes_address: str = "tcp://127.0.0.1:7104"
     data_dir: str = "data"
     heartbeat_interval: PositiveFloat = 1.0
     order_reply_timeout: PositiveFloat = 2.0
@@ -62,6 +63,10 @@ class GatewayConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     journal_max_bytes: PositiveInt = 512 * 1024 * 1024
     journal_segment_bytes: PositiveInt = 16 * 1024 * 1024
     pub_hwm: PositiveInt = 1_000_000
+    # Ticks have their own socket and a small high-water mark: under a burst,
+    # ticks are dropped and order events never are.
+    quotes_hwm: PositiveInt = 10_000
+    quote_lease: PositiveFloat = 300.0
     window: WindowConfig = WindowConfig()
 
 
@@ -272,10 +277,14 @@ def _explain(message: str) -> str:
 
 def _check(config: Config, file: Path) -> None:
     g = config.gateway
-    if g.events_address == g.commands_address:
+    addresses = {
+        "gateway.events_address": g.events_address,
+        "gateway.commands_address": g.commands_address,
+        "gateway.quotes_address": g.quotes_address,
+    }
+    if len(set(addresses.values())) < len(addresses):
         raise ConfigError(
-            f"config file {file}: gateway.events_address and gateway.commands_address are "
-            "the same; give each its own port"
+            f"config file {file}: {', '.join(addresses)} must differ; give each its own port"
         )
     if g.reconnect_max < g.reconnect_initial:
         raise ConfigError(

@@ -308,6 +308,35 @@ class NoteEvent(_Msg, tag="note", frozen=True, kw_only=True):
     data: dict[str, Any] = {}
 
 
+class TickEvent(_Msg, tag="tick", frozen=True, kw_only=True):
+    """The latest full tick of one symbol, on the QUOTES socket (topic "tick.<stock_code>").
+
+    Field names as xtdata names them. `seq` counts the quotes stream of this
+    epoch on its own (1, 2, 3 ...): a gap means ticks were dropped under load,
+    which is allowed for market data; ticks are not journaled or replayed.
+    `time` is the exchange time in milliseconds since the Unix epoch."""
+
+    account_id: str = ""
+    epoch: str = ""
+    seq: int = 0
+    ts: int = 0
+    stock_code: str = ""
+    time: int = 0
+    lastPrice: float = 0.0
+    open: float = 0.0
+    high: float = 0.0
+    low: float = 0.0
+    lastClose: float = 0.0
+    amount: float = 0.0
+    volume: int = 0
+    askPrice: list[float] = []
+    bidPrice: list[float] = []
+    askVol: list[int] = []
+    bidVol: list[int] = []
+    upStopPrice: float = 0.0
+    downStopPrice: float = 0.0
+
+
 Event = (
     GatewayEvent
     | HeartbeatEvent
@@ -322,6 +351,7 @@ Event = (
     | CancelResponseEvent
     | RiskDeniedEvent
     | NoteEvent
+    | TickEvent
 )
 EVENT_TYPES: tuple[type[Any], ...] = Event.__args__
 
@@ -431,6 +461,27 @@ class SimSetPrice(_Msg, tag="sim_set_price", frozen=True, kw_only=True):
     price: Annotated[float, Meta(gt=0)]
 
 
+class SubscribeQuotes(_Msg, tag="subscribe_quotes", frozen=True, kw_only=True):
+    """Ask for `tick` events of these codes on the quotes socket. The gateway keeps
+    the union of what its clients asked for; a symbol nobody renewed within
+    gateway.quote_lease seconds is dropped, so re-send this to keep it.
+    `client_id` names the asker (default: the request's socket)."""
+
+    stock_codes: Annotated[list[StockCode], Meta(min_length=1, max_length=1000)]
+    client_id: Annotated[str, Meta(max_length=64)] = ""
+
+
+class UnsubscribeQuotes(_Msg, tag="unsubscribe_quotes", frozen=True, kw_only=True):
+    stock_codes: Annotated[list[StockCode], Meta(min_length=1, max_length=1000)]
+    client_id: Annotated[str, Meta(max_length=64)] = ""
+
+
+class QueryQuote(_Msg, tag="query_quote", frozen=True, kw_only=True):
+    """The latest full tick of each code; NOT_FOUND names a code with no quote."""
+
+    stock_codes: Annotated[list[StockCode], Meta(min_length=1, max_length=1000)]
+
+
 Command = (
     Ping
     | GetStatus
@@ -447,6 +498,9 @@ Command = (
     | PublishNote
     | SimFault
     | SimSetPrice
+    | SubscribeQuotes
+    | UnsubscribeQuotes
+    | QueryQuote
 )
 COMMAND_TYPES: tuple[type[Any], ...] = Command.__args__
 
@@ -529,6 +583,18 @@ class SimAck(_Msg, tag="sim_ack", frozen=True, kw_only=True):
     detail: str = ""
 
 
+class QuotesAck(_Msg, tag="quotes_ack", frozen=True, kw_only=True):
+    """`stock_codes`: what this client now holds; `subscribed`: the union the
+    gateway is publishing for all clients."""
+
+    stock_codes: list[str] = []
+    subscribed: list[str] = []
+
+
+class QuotesReply(_Msg, tag="quotes", frozen=True, kw_only=True):
+    quotes: list[TickEvent] = []
+
+
 class ErrorReply(_Msg, tag="error", frozen=True, kw_only=True):
     code: str
     message: str
@@ -547,6 +613,8 @@ Reply = (
     | ReplayReply
     | NoteAck
     | SimAck
+    | QuotesAck
+    | QuotesReply
     | ErrorReply
 )
 REPLY_TYPES: tuple[type[Any], ...] = Reply.__args__
