@@ -472,6 +472,8 @@ class SubscribeQuotes(_Msg, tag="subscribe_quotes", frozen=True, kw_only=True):
 
 
 class UnsubscribeQuotes(_Msg, tag="unsubscribe_quotes", frozen=True, kw_only=True):
+    """Drop this client's interest in these codes; a code nobody holds stops ticking."""
+
     stock_codes: Annotated[list[StockCode], Meta(min_length=1, max_length=1000)]
     client_id: Annotated[str, Meta(max_length=64)] = ""
 
@@ -592,6 +594,8 @@ class QuotesAck(_Msg, tag="quotes_ack", frozen=True, kw_only=True):
 
 
 class QuotesReply(_Msg, tag="quotes", frozen=True, kw_only=True):
+    """Answer to `query_quote`: the latest tick of each code asked for, in order."""
+
     quotes: list[TickEvent] = []
 
 
@@ -660,6 +664,31 @@ class RecorderStatus(_Msg, tag="recorder_status", frozen=True, kw_only=True):
 
 RecorderCommand = SqlQuery | RecorderStatusQuery
 RecorderReply = SqlResult | RecorderStatus | ErrorReply
+
+
+# Which reply answers which command (an `error` reply can answer any of them).
+REPLY_OF: dict[type[Any], type[Any]] = {
+    Ping: Pong,
+    GetStatus: Status,
+    PlaceOrder: OrderAck,
+    CancelOrder: CancelAck,
+    QueryAsset: AssetReply,
+    QueryOrders: OrdersReply,
+    QueryTrades: TradesReply,
+    QueryPositions: PositionsReply,
+    Replay: ReplayReply,
+    Halt: Status,
+    ReduceOnly: Status,
+    Resume: Status,
+    PublishNote: NoteAck,
+    SimFault: SimAck,
+    SimSetPrice: SimAck,
+    SubscribeQuotes: QuotesAck,
+    UnsubscribeQuotes: QuotesAck,
+    QueryQuote: QuotesReply,
+    SqlQuery: SqlResult,
+    RecorderStatusQuery: RecorderStatus,
+}
 
 
 # --------------------------------------------------------------------------
