@@ -11,12 +11,10 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
-from zoneinfo import ZoneInfo
 
+from qmtbus.calendar import SHANGHAI, CalendarExpired, TradingCalendar
 from qmtbus.config import WindowConfig
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 log = logging.getLogger("gateway.window")
 
 
@@ -26,22 +24,13 @@ def trading_day(now: dt.datetime | None = None) -> str:
 
 
 @cache
-def _xshg() -> Any:
-    import exchange_calendars  # slow import (pandas): only when the window needs it
-
-    return exchange_calendars.get_calendar("XSHG")
+def _calendar() -> TradingCalendar:
+    return TradingCalendar.load()  # about a second: only when the window needs it
 
 
 def is_session(day: dt.date) -> bool:
-    """True on an XSHG trading day; raises LookupError past the calendar's range."""
-    cal = _xshg()
-    first, last = cal.first_session.date(), cal.last_session.date()
-    if not first <= day <= last:
-        raise LookupError(
-            f"the XSHG trading calendar covers {first}..{last}, not {day}; "
-            "upgrade exchange_calendars"
-        )
-    return bool(cal.is_session(day.isoformat()))
+    """True on an XSHG trading day; raises CalendarExpired past the calendar's range."""
+    return _calendar().is_trading_day(day)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +51,7 @@ class Window:
         if self.config.trading_days_only:
             try:
                 session = is_session(now.date())
-            except LookupError as err:
+            except CalendarExpired as err:
                 log.error("%s", err)
                 return WindowState(False, str(err), 300.0)
             if not session:

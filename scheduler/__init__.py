@@ -1,1 +1,9 @@
-"""qmtbus."""
+"""qmtbus scheduler: the user's timed jobs on XSHG trading days, through the gateway client.
+
+A job is a function `def my_job(ctx: JobContext) -> object` named in
+`[[scheduler.jobs]]`; see docs/scheduler.md.
+"""
+
+from scheduler.context import JobContext
+
+__all__ = ["JobContext"]
