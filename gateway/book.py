@@ -9,6 +9,7 @@ BookView the risk gate reads (cash, sellable volume, instruments).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,6 +22,8 @@ from gateway.store import ClientOrder, Store
 from qmtbus import protocol as p
 
 log = logging.getLogger("gateway.book")
+
+KEEP_DAYS = 7  # days of client orders and published-state records kept on disk
 
 
 def _progress(status: int, traded_volume: int) -> tuple[int, int]:
@@ -35,16 +38,28 @@ class Book:
         self.broker = broker
         self.asset: p.Asset | None = None
         self.positions: dict[str, p.Position] = {}
-        self.client_orders: dict[str, ClientOrder] = {}
+        self._client_orders: dict[str, ClientOrder] = {}
+        self._day = ""
         self.duplicates_dropped = 0
 
+    @property
+    def client_orders(self) -> dict[str, ClientOrder]:
+        """Today's orders placed through the gateway, by client_order_id."""
+        if self.trading_day() != self._day:
+            self.load_day()
+        return self._client_orders
+
     def load_day(self) -> None:
-        """Load today's client orders (a restart keeps idempotency)."""
+        """Load today's client orders (a restart keeps idempotency); forget old days'
+        records after a week (client_order_ids are unique per trading day only)."""
         day = self.trading_day()
+        self._day = day
+        week_ago = (dt.date.fromisoformat(day) - dt.timedelta(days=KEEP_DAYS)).isoformat()
+        self.store.forget_before(week_ago)
         rows = self.store.db.execute(
             "SELECT * FROM client_orders WHERE trading_day = ?", (day,)
         ).fetchall()
-        self.client_orders = {r[1]: ClientOrder(*r) for r in rows}
+        self._client_orders = {r[1]: ClientOrder(*r) for r in rows}
 
     # -- which client order an event belongs to --------------------------------
     def client_order_for(self, order_remark: str, order_id: int = 0) -> ClientOrder | None:

@@ -188,6 +188,8 @@ class Server:
 
     def _take_items(self) -> None:
         inbox = self._inbox
+        if inbox:
+            self.store.begin()  # one transaction per loop turn; _flush commits it
         while inbox:
             item = inbox.popleft()
             try:
