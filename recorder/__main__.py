@@ -1,0 +1,152 @@
+"""`python -m recorder [--config FILE]`: record every gateway event into DuckDB until SIGTERM.
+
+Exit codes: 0 after a clean stop (everything received was committed), 1 when
+rows could not be written before stopping (they are replayed at the next
+start), 2 for a problem the user must fix (config, a locked database file, a
+query address in use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import faulthandler
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+import zmq
+
+from gateway.security import check_binds, start_authenticator
+from qmtbus.config import Config, ConfigError, config_path, load_config
+from recorder.ingest import Ingest
+from recorder.query import QueryServer
+from recorder.snapshot import Snapshotter
+from recorder.state import Committed
+from recorder.writer import Database, DatabaseError, DatabaseLocked, Writer
+
+log = logging.getLogger("recorder")
+
+M_ARENA_MAX = -8  # glibc mallopt parameter
+STOP_FLUSH_SECONDS = 10.0  # SIGTERM: how long the writer may take to commit what it holds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="qmtbus-recorder", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="the qmtbus TOML file (default: $QMTBUS_CONFIG)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = load_config(config_path(args.config))
+        # the SQL endpoint serves the whole trading record: loopback, or CURVE
+        check_binds(config, "recorder")
+    except ConfigError as err:
+        return _fail(str(err))
+    _few_malloc_arenas()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if hasattr(signal, "SIGUSR1"):
+        # `kill -USR1 <pid>` prints every thread's stack to the log: what is it doing?
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    if hasattr(signal, "SIGXFSZ"):
+        # a file-size limit must surface as a write error we retry, not kill the process
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        db = Database(config.recorder.database)
+        db.setup()
+    except (DatabaseLocked, DatabaseError) as err:
+        return _fail(str(err))
+    try:
+        return _run(config, db, stop)
+    finally:
+        db.close()
+
+
+def _run(config: Config, db: Database, stop: threading.Event) -> int:
+    rc = config.recorder
+    committed = Committed(rc.status_file)
+    progress = db.progress()
+    newest = max(((e, s) for e, (s, _) in progress.items()), default=("", 0))
+    committed.load(newest[0], newest[1], db.count("events"), db.count("bad_events"))
+    writer = Writer(db, committed, rc.write_retry_seconds)
+    writer.load(progress)
+    ctx: zmq.Context[Any] = zmq.Context.instance()
+    auth = start_authenticator(ctx, config)
+    # subscribe before anything is replayed, so no event falls between replay and live
+    ingest = Ingest(config, writer, committed, stop, ctx)
+    try:
+        query = QueryServer(config, db, committed, ctx)
+    except zmq.ZMQError as err:
+        ingest.close()
+        return _fail(
+            f"cannot listen on recorder.query_address {rc.query_address}: {err}; is another "
+            "recorder running, or pick a free port"
+        )
+    writer.start()
+    query.start()
+    snapshots = Snapshotter(rc.snapshot_path, rc.snapshot_interval, db, committed)
+    snapshots.start()
+    committed.write_file(force=True)
+    log.info(
+        "recording events of %s into %s (at %s/%d); SQL endpoint %s; snapshot %s every %g s",
+        config.gateway.events_address,
+        rc.database,
+        newest[0] or "-",
+        newest[1],
+        rc.query_address,
+        rc.snapshot_path,
+        rc.snapshot_interval,
+    )
+    flushed = False
+    try:
+        ingest.run()
+    finally:
+        ingest.close()
+        flushed = writer.finish(STOP_FLUSH_SECONDS)
+        committed.write_file(force=True)
+        snapshots.stop()
+        query.stop()
+        if auth is not None:
+            auth.stop()
+    if not flushed or writer.fatal is not None:
+        log.error("stopped with rows not written; they are replayed at the next start")
+        return 1
+    s = committed.status()
+    log.info(
+        "stopped; committed up to %s/%d (%d events); this run: %d transactions, %.1f s writing",
+        s.epoch or "-",
+        s.last_seq,
+        s.events,
+        writer.transactions,
+        writer.write_seconds,
+    )
+    return 0
+
+
+def _few_malloc_arenas() -> None:
+    """glibc gives each busy thread its own malloc arena (64 MB of address space, and
+    RSS that is never returned); the recorder's threads pass batches around, so two
+    arenas are plenty. Must run before the threads start; a no-op off glibc."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_ARENA_MAX, 2)
+    except (OSError, AttributeError):
+        pass
+
+
+def _fail(sentence: str) -> int:
+    print(f"error: {sentence}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
