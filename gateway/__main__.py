@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         config = load_config(config_path(args.config))
-        from gateway.security import check_binds
+        from qmtbus.security import check_binds
 
         check_binds(config)
         server = _build(config)

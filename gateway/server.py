@@ -37,7 +37,7 @@ from gateway.journal import Journal
 from gateway.lifecycle import Lifecycle
 from gateway.orders import OrderDesk
 from gateway.risk import RiskGate
-from gateway.security import secure_server, start_authenticator
+from qmtbus.security import secure_server, start_authenticator
 from gateway.store import Store
 from gateway.window import trading_day
 from qmtbus import protocol as p

@@ -19,8 +19,8 @@ from typing import Any
 
 import zmq
 
-from gateway.security import check_binds, start_authenticator
 from qmtbus.config import Config, ConfigError, config_path, load_config
+from qmtbus.security import check_binds, start_authenticator
 from recorder.ingest import Ingest
 from recorder.query import QueryServer
 from recorder.snapshot import Snapshotter

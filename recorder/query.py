@@ -23,9 +23,9 @@ import duckdb
 import msgspec
 import zmq
 
-from gateway.security import secure_server
 from qmtbus import protocol
 from qmtbus.config import Config
+from qmtbus.security import secure_server
 from recorder.state import Committed
 from recorder.writer import Database
 

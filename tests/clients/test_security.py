@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import zmq
 
-from gateway.security import check_binds, is_loopback, secure_server, start_authenticator
 from qmtbus.config import (
     ClientConfig,
     Config,
@@ -20,6 +19,7 @@ from qmtbus.config import (
     SecurityConfig,
 )
 from qmtbus.keys import main_new, secure_client
+from qmtbus.security import check_binds, is_loopback, secure_server, start_authenticator
 
 REFUSED = 0.5  # seconds a refused client waits: a CURVE handshake on loopback takes ~1 ms
 
