@@ -458,7 +458,7 @@ class SimSetPrice(_Msg, tag="sim_set_price", frozen=True, kw_only=True):
     """Simulator only: move a symbol's last price (tests and demos)."""
 
     stock_code: StockCode
-    price: Annotated[float, Meta(gt=0)]
+    price: Annotated[float, Meta(gt=0, le=1_000_000)]
 
 
 class SubscribeQuotes(_Msg, tag="subscribe_quotes", frozen=True, kw_only=True):
@@ -587,10 +587,12 @@ class SimAck(_Msg, tag="sim_ack", frozen=True, kw_only=True):
 
 class QuotesAck(_Msg, tag="quotes_ack", frozen=True, kw_only=True):
     """`stock_codes`: what this client now holds; `subscribed`: the union the
-    gateway is publishing for all clients."""
+    gateway is publishing for all clients; `quote_lease`: seconds a holding
+    lasts unless renewed (send subscribe_quotes again well within it)."""
 
     stock_codes: list[str] = []
     subscribed: list[str] = []
+    quote_lease: float = 0.0
 
 
 class QuotesReply(_Msg, tag="quotes", frozen=True, kw_only=True):

@@ -7,6 +7,7 @@ says which numbers broke it. The order of RULES is the order of checking.
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -199,7 +200,10 @@ def fat_finger(c: Ctx) -> str | None:
         return c.no_price("fat_finger_pct")
     off = abs(c.order.price - ref) / ref * 100
     if off > pct + EPS:
-        low, high = ref * (1 - pct / 100), ref * (1 + pct / 100)
+        # the band as the prices on the tick that pass: rounding its edges to the
+        # nearest tick could show a refused price as allowed
+        low = math.ceil(ref * (1 - pct / 100) / c.tick - EPS) * c.tick
+        high = math.floor(ref * (1 + pct / 100) / c.tick + EPS) * c.tick
         return (
             f"{c.side} price {c.price(c.order.price)} is {off:.2f}% from the {what} "
             f"{c.price(ref)}, beyond fat_finger_pct {pct:g}% ({c.price(low)}-{c.price(high)})"
