@@ -13,7 +13,6 @@ import asyncio
 import itertools
 import logging
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -35,6 +34,8 @@ class SimTrader:
         asyncio.set_event_loop(self.loop)
         self.relaxed_resp_order_enabled = False
         self._executor: ThreadPoolExecutor | None = None
+        # Set by stop(): a stopped client delivers nothing more, delayed pushes included.
+        self._stopped = threading.Event()
         self._push_thread: int | None = None
         self._terminal: terminals.SimTerminal | None = None
         self._dead = False
@@ -59,10 +60,11 @@ class SimTrader:
             raise RuntimeError("cannot join current thread: stop() was called from a callback")
         self._dead = True
         self.connected = False
+        self._stopped.set()
         if self._terminal is not None:
             self._terminal.leave(self)
         if self._executor is not None:
-            self._executor.shutdown(wait=True)
+            self._executor.shutdown(wait=True, cancel_futures=True)
         if not self.loop.is_closed():
             self.loop.close()
 
@@ -240,8 +242,8 @@ class SimTrader:
             self.deliver("on_disconnected", None, delay)
 
     def _run_callback(self, name: str, payload: Any, delay: float) -> None:
-        if delay > 0:
-            time.sleep(delay)
+        if self._stopped.wait(delay) if delay > 0 else self._stopped.is_set():
+            return
         method = getattr(self.callback, name, None)
         if method is None:
             return
