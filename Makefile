@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test setup setup-test node lint bench stop
+.PHONY: run test setup setup-test node lint bench stop status health
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,12 +20,19 @@ node:
 	@if command -v npm >/dev/null 2>&1; then cd clients/node && npm ci --no-audit --no-fund; \
 	else echo "npm not found: skipping the Node client install (its tests will skip)"; fi
 
+# supervisord gives its programs TZ=Asia/Shanghai; TZ here makes its own log agree.
 run: setup
 	mkdir -p logs run data
-	$(BIN)/supervisord -c supervisord.conf
+	TZ=Asia/Shanghai $(BIN)/supervisord -c supervisord.conf
 
 stop:
 	$(BIN)/supervisorctl -c supervisord.conf shutdown
+
+status:
+	$(BIN)/supervisorctl -c supervisord.conf status
+
+health:
+	$(BIN)/qmtbus --config qmtbus.toml health
 
 test: setup-test node
 	$(BIN)/pytest
@@ -35,4 +42,5 @@ lint: setup-test
 
 bench: setup-test
 	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/pip install --quiet --no-deps vnpy==4.5.0
 	$(BIN)/python -m bench

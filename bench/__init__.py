@@ -1,0 +1,1 @@
+"""Benchmarks of qmtbus next to the raw transport and vnpy.rpc (`python -m bench`)."""

@@ -1,0 +1,587 @@
+"""RESULTS.md: the machine, each scenario's figures (median and spread over runs), the
+targets met or missed and by how much, the profile, and the what-if numbers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.common import Figure, Figures
+from bench.fanout import Result as FanoutResult
+from bench.fanout import Settings as FanoutSettings
+from bench.ingest import Result as IngestResult
+from bench.ingest import Settings as IngestSettings
+from bench.memory import PROCESSES
+from bench.memory import Result as MemoryResult
+from bench.memory import Settings as MemorySettings
+from bench.profile import Profile
+from bench.roundtrip import Result as RoundtripResult
+from bench.roundtrip import Settings as RoundtripSettings
+from bench.whatif import Result as WhatifResult
+from bench.whatif import Settings as WhatifSettings
+
+MB = 1e6
+
+
+@dataclass
+class Run:
+    mode: str
+    seconds: float = 0.0
+    machine: dict[str, str] = field(default_factory=dict)
+    load_before: float = 0.0
+    load_after: float = 0.0
+    roundtrip: RoundtripResult | None = None
+    roundtrip_settings: RoundtripSettings | None = None
+    fanout: FanoutResult | None = None
+    fanout_settings: FanoutSettings | None = None
+    ingest: IngestResult | None = None
+    ingest_settings: IngestSettings | None = None
+    memory: MemoryResult | None = None
+    memory_settings: MemorySettings | None = None
+    profiles: list[Profile] = field(default_factory=list)
+    whatif: WhatifResult | None = None
+    whatif_settings: WhatifSettings | None = None
+    loads: dict[str, tuple[float, float]] = field(default_factory=dict)  # 1-min load avg
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Verdict:
+    target: str
+    measured: str
+    met: bool | None  # None: not measured
+    gap: str = ""
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def verdicts(run: Run) -> list[Verdict]:
+    out: list[Verdict] = []
+    rt = run.roundtrip
+    if rt is not None:
+        f = rt.figures
+        gw, echo = f.get_figure("gateway.p50").median, f.get_figure("echo.p50").median
+        ratio = _ratio(gw, echo)
+        out.append(
+            Verdict(
+                "order round trip p50 within 1.5x of the bare echo",
+                f"{gw:,.0f} µs vs echo {echo:,.0f} µs = {ratio:.1f}x",
+                ratio <= 1.5,
+                "" if ratio <= 1.5 else f"{ratio / 1.5:.1f}x over ({gw - 1.5 * echo:,.0f} µs)",
+            )
+        )
+        if "vnpy" in rt.systems:
+            vn = f.get_figure("vnpy.p50").median
+            out.append(
+                Verdict(
+                    "order round trip p50 below vnpy.rpc's",
+                    f"{gw:,.0f} µs vs vnpy.rpc {vn:,.0f} µs",
+                    gw < vn,
+                    "" if gw < vn else f"{_ratio(gw, vn):.1f}x vnpy.rpc's ({gw - vn:,.0f} µs)",
+                )
+            )
+        else:
+            out.append(Verdict("order round trip p50 below vnpy.rpc's", "vnpy missing", None))
+        p99 = f.get_figure("gateway.p99").median
+        out.append(
+            Verdict(
+                "order round trip p99 under 1 ms",
+                f"{p99:,.0f} µs",
+                p99 < 1000,
+                "" if p99 < 1000 else f"{p99 / 1000:.1f}x over ({p99 - 1000:,.0f} µs)",
+            )
+        )
+    fo = run.fanout
+    if fo is not None:
+        best, at = _zero_loss_max(fo, "gateway")
+        out.append(
+            Verdict(
+                "fan-out ≥ 100,000 events/s to one subscriber, zero loss",
+                f"{best:,.0f} events/s with zero loss ({at})",
+                best >= 100_000,
+                "" if best >= 100_000 else f"{100_000 / best:.1f}x short" if best else "no data",
+            )
+        )
+    ing = run.ingest
+    if ing is not None:
+        f = ing.figures
+        rate = f.get_figure("direct.ingest").median
+        lost = sum(f.get_figure("direct.lost").values)
+        ok = rate >= 50_000 and lost == 0
+        gap = "" if ok else (f"{50_000 / rate:.1f}x short" if rate < 50_000 else "loss")
+        out.append(
+            Verdict(
+                "recorder ≥ 50,000 events/s sustained, zero loss",
+                f"{rate:,.0f} events/s, lost {lost:,.0f} (direct publisher)",
+                ok,
+                gap,
+            )
+        )
+    mem = run.memory
+    if mem is not None:
+        peak = max(mem.figures.get_figure("gateway.peak").values, default=float("nan"))
+        out.append(
+            Verdict(
+                "gateway under 100 MB resident",
+                f"{peak / MB:,.0f} MB at its peak under load (idle "
+                f"{mem.figures.get_figure('gateway.idle').median / MB:,.0f} MB)",
+                peak < 100 * MB,
+                "" if peak < 100 * MB else f"{(peak - 100 * MB) / MB:,.0f} MB over",
+            )
+        )
+    return out
+
+
+def _zero_loss_max(fo: FanoutResult, system: str) -> tuple[float, str]:
+    best, at = 0.0, "none"
+    for rate in fo.rates:
+        lost = fo.figures.get_figure(f"{system}.{rate}.lost").values
+        delivered = fo.figures.get_figure(f"{system}.{rate}.delivered")
+        if lost and not any(lost) and delivered.median > best:
+            best = delivered.median
+            at = f"offered {_rate_name(rate)}"
+    return best, at
+
+
+def _rate_name(rate: int) -> str:
+    return "flat out" if rate == 0 else f"{rate:,}/s"
+
+
+def _f(fig: Figure, unit: str = "", digits: int = 0, scale: float = 1.0) -> str:
+    return fig.fmt(unit, digits, scale)
+
+
+def render(run: Run) -> str:
+    lines: list[str] = []
+    w = lines.append
+    w("# qmtbus benchmark results")
+    w("")
+    w(
+        f"Written by `python -m bench{' --quick' if run.mode == 'quick' else ''}` "
+        f"({run.mode} mode) in {run.seconds / 60:.1f} min. Every figure is the **median "
+        "over the runs, with the spread in brackets** (p25–p75 with 4 runs or more, "
+        "else min–max). Each scenario measures qmtbus and its baselines in the same run, "
+        "one after the other, in an order that rotates from run to run. All traffic is on "
+        "loopback; every qmtbus process is the real one (`python -m gateway|recorder|"
+        "scheduler`) with a real config file, started by tests/support.py."
+    )
+    w("")
+    w("## Machine")
+    w("")
+    w("| | |")
+    w("|---|---|")
+    for key, value in run.machine.items():
+        w(f"| {key} | {value} |")
+    w(f"| load average (1 min) | {run.load_before:.2f} before, {run.load_after:.2f} after |")
+    for name, (before, after) in run.loads.items():
+        w(f"| load average, {name} | {before:.2f} at its start, {after:.2f} at its end |")
+    w("")
+    w(
+        "The machine is shared (2 cores): other work running at the same time shows up "
+        "as spread, mostly in the p99 columns. Baselines and qmtbus are interleaved so "
+        "that it falls on both."
+    )
+    w("")
+    if run.failures:
+        w("**Scenarios that failed in this run:** " + "; ".join(run.failures))
+        w("")
+    w("## Targets (issue 9)")
+    w("")
+    w("| target | measured | verdict | gap |")
+    w("|---|---|---|---|")
+    for v in verdicts(run):
+        verdict = "not measured" if v.met is None else ("**met**" if v.met else "**missed**")
+        w(f"| {v.target} | {v.measured} | {verdict} | {v.gap or '—'} |")
+    w("")
+    _why(run, w)
+    _roundtrip(run, w)
+    _fanout(run, w)
+    _ingest(run, w)
+    _memory(run, w)
+    _profiles(run, w)
+    _whatif(run, w)
+    w("## Reproduce")
+    w("")
+    w("```")
+    w("make bench                      # installs the bench extra, then runs python -m bench")
+    w(".venv/bin/python -m bench         # every scenario, writes bench/RESULTS.md (~7 min)")
+    w(".venv/bin/python -m bench --quick # 1-minute smoke run of every scenario")
+    w(".venv/bin/python -m bench --only roundtrip fanout --runs 3 --out /tmp/r.md")
+    w("```")
+    w("")
+    w(
+        "Raw per-run figures are written next to this file as results.json; py-spy's "
+        "raw stacks go to the folder printed at the end of the run."
+    )
+    w("")
+    return "\n".join(lines)
+
+
+def _share(p: Profile | None, name: str, kind: str = "inclusive") -> float:
+    if p is None:
+        return 0.0
+    rows = p.inclusive_top if kind == "inclusive" else p.self_top
+    return sum(share for frame, share in rows if frame.startswith(name + " "))
+
+
+def _why(run: Run, w: Any) -> None:
+    """The misses explained with this run's own numbers."""
+    orders = next((p for p in run.profiles if p.load.startswith("orders")), None)
+    notes = next((p for p in run.profiles if p.load.startswith("notes")), None)
+    rec = next((p for p in run.profiles if p.load.startswith("recorder")), None)
+    wi = run.whatif.figures if run.whatif else Figures()
+    rt = run.roundtrip
+    w("### What the misses cost, and where")
+    w("")
+    if rt is not None:
+        f = rt.figures
+        ping, echo = f.get_figure("ping.p50").median, f.get_figure("echo.p50").median
+        line = (
+            f"- **Round trip.** The transport is not the cost: `Gateway.ping()` through the "
+            f"same client and sockets takes {ping:,.0f} µs at p50 (bare echo {echo:,.0f} µs"
+        )
+        if "vnpy" in rt.systems:
+            line += f", vnpy.rpc {f.get_figure('vnpy.p50').median:,.0f} µs, which is a bare RPC too"
+        line += (
+            "). The order's extra time is the work behind it: "
+            f"{f.get_figure('stage.intake.p50').median:,.0f} µs from send to the simulator "
+            "(the I/O thread's decode, risk gate and store write, then the hand-over to the "
+            "broker thread), "
+            f"{f.get_figure('stage.broker.p50').median:,.0f} µs from the simulator back to the "
+            "I/O thread (simulator book + its own write, three pushes through the push "
+            f"thread, the wake-up pipe), {f.get_figure('stage.reply.p50').median:,.0f} µs to "
+            "journal and publish three events, commit the store and reply. The largest single "
+            "cost is `RiskGate.record` → `save_state`"
+        )
+        if orders is not None:
+            line += (
+                f" ({_share(orders, 'RiskGate.record'):.0%} of the gateway's GIL time under "
+                "order load)"
+            )
+        line += (
+            ": it rewrites the risk-state file with mkstemp + write + rename for every order "
+            "(~250 µs)."
+        )
+        if "risk_inplace.p50" in wi and "stock.p50" in wi:
+            stock, fixed = wi["stock.p50"].median, wi["risk_inplace.p50"].median
+            line += (
+                f" Rewriting it in place (what-if `risk_inplace`) takes the p50 from "
+                f"{stock:,.0f} to {fixed:,.0f} µs ({stock - fixed:,.0f} µs less)."
+            )
+        line += (
+            " What remains is three thread hand-overs per order (I/O → broker → push → I/O, "
+            "each a wake-up and a GIL hand-over) and the durability writes (SQLite commit, "
+            "journal write, simulator book write), which a bare echo does not do; p99 is "
+            "those hand-overs meeting other threads and processes on 2 busy cores."
+        )
+        w(line)
+    if run.fanout is not None:
+        bare, _ = _zero_loss_max(run.fanout, "bare")
+        line = (
+            "- **Fan-out.** The gateway never lost an event, at any rate; its ceiling is the "
+            "rate it can *make* events, one `note` command each (decode, emit, journal, "
+            "publish, reply), not the publishing: "
+        )
+        if notes is not None:
+            line += (
+                f"under notes flat out, pyzmq's `send_multipart` is "
+                f"{_share(notes, 'Socket.send_multipart'):.0%} and `recv_multipart` "
+                f"{_share(notes, 'Socket.recv_multipart'):.0%} of the I/O thread's time, "
+                f"{_share(notes, 'Flag.__or__'):.0%} of it in Python `enum.Flag` arithmetic "
+                "(`zmq.SNDMORE | flags`) inside send_multipart. "
+            )
+        if "int_flags.notes" in wi and "stock.notes" in wi:
+            line += (
+                f"Sending frames with an int flag (what-if `int_flags`) takes notes flat out "
+                f"from {wi['stock.notes'].median:,.0f} to {wi['int_flags.notes'].median:,.0f}/s. "
+            )
+        line += (
+            f"For scale, the bare Python PUB/SUB pair delivers {bare:,.0f}/s with zero loss "
+            "on this machine (one Python publisher, one Python subscriber)."
+        )
+        w(line)
+    if run.ingest is not None:
+        line = (
+            "- **Recorder.** Its ceiling with a publisher that is never the limit is the "
+            "direct figure. "
+        )
+        if rec is not None:
+            line += (
+                "On-CPU samples of the recorder: "
+                + ", ".join(f"{t} {share:.0%}" for t, share in rec.threads[:3])
+                + f"; `Writer.write` (DuckDB appends) {_share(rec, 'Writer.write'):.0%}, "
+                f"`Socket.recv_multipart` {_share(rec, 'Socket.recv_multipart'):.0%}, "
+                f"event decoding {_share(rec, 'decode_event'):.0%}. "
+            )
+        line += "The recorder is another engineer's; this is for them."
+        w(line)
+    w("")
+
+
+def _roundtrip(run: Run, w: Any) -> None:
+    rt, s = run.roundtrip, run.roundtrip_settings
+    if rt is None or s is None:
+        return
+    f = rt.figures
+    w("## 1. Order round trip")
+    w("")
+    w(
+        f"{s.runs} runs × {s.orders:,} round trips after {s.warmup:,} warm-up ones, one "
+        "client, one request at a time. **gateway**: `qmtbus.Gateway.buy()` → gateway → "
+        "risk gate (every check on) → simulator accepts → `order_ack` back; a limit buy of "
+        "100 × 600000.SH 2% under the still market's price, so it rests on the book. "
+        "Config: the defaults plus `sim.volatility = 0` (known prices) and "
+        "`sim.initial_cash = 1e10`, so that neither the risk gate's nor the simulator's "
+        "cash check refuses a burst of thousands of orders (with the default 1,000,000 "
+        f"CNY they stop after about a thousand). A fresh gateway each run; "
+        f"{rt.resting_orders:,} orders resting at the end of the last run. **ping**: "
+        "`Gateway.ping()`, the same client and sockets, answered by the gateway's I/O "
+        "thread without the broker. **echo**: a bare pyzmq REQ/REP server process "
+        "decoding the same `order` command with msgspec and encoding an `order_ack`. "
+        "**vnpy.rpc**: vnpy 4.5.0's RpcServer (own process) and RpcClient, "
+        "`client.order(req)` with the same fields as a dict (pickled)."
+    )
+    w("")
+    w("| system | p50 µs | p99 µs | max µs | request / reply bytes | round trips |")
+    w("|---|---|---|---|---|---|")
+    names = {"echo": "bare pyzmq + msgspec echo", "vnpy": "vnpy.rpc call"}
+    names |= {"gateway": "**qmtbus order → order_ack**", "ping": "qmtbus ping"}
+    for key in ["echo", "vnpy", "gateway", "ping"]:
+        if f"{key}.p50" not in f:
+            continue
+        size = rt.sizes.get(key) or rt.sizes.get("gateway", (0, 0))
+        w(
+            f"| {names[key]} | {_f(f[key + '.p50'])} | {_f(f[key + '.p99'])} | "
+            f"{_f(f[key + '.max'])} | {size[0]} / {size[1]} | {rt.counts.get(key, 0):,} |"
+        )
+    w("")
+    if "stage.intake.p50" in f:
+        w(
+            "Where the gateway's round trip goes, split at two timestamps the system "
+            "records itself: the simulator's `received_ns` for the order (its ledger, "
+            "written on the broker thread inside `order_stock_async`) and the `ts` of the "
+            "`order_response` event (stamped when the I/O thread takes the broker's "
+            "answer). Wall clock, one machine; medians over runs of each run's p50 / p99."
+        )
+        w("")
+        w("| stage | p50 µs | p99 µs |")
+        w("|---|---|---|")
+        for name, text in (
+            (
+                "intake",
+                "client send → I/O thread (decode, risk gate, store) → broker thread → simulator",
+            ),
+            ("broker", "simulator → push thread callback → I/O thread takes the response"),
+            ("reply", "events journaled + published, store commit, ack sent → client decoded"),
+        ):
+            w(
+                f"| {text} | {_f(f.get_figure(f'stage.{name}.p50'))} | "
+                f"{_f(f.get_figure(f'stage.{name}.p99'))} |"
+            )
+        w("")
+
+
+def _fanout(run: Run, w: Any) -> None:
+    fo, s = run.fanout, run.fanout_settings
+    if fo is None or s is None:
+        return
+    f = fo.figures
+    w("## 2. Event fan-out to one subscriber")
+    w("")
+    w(
+        f"{s.runs} runs; each offered rate for {s.seconds:g} s. **gateway**: the real "
+        "gateway publishes `note` events, made by the `note` command sent from "
+        f"{s.note_clients} pipelined DEALER clients ({s.note_window} in flight each) in a "
+        "helper process; the offered rate is the notes the gateway acknowledged per "
+        "second. **bare**: a pyzmq PUB process publishing msgspec-encoded note events "
+        "(SNDHWM = the gateway's pub_hwm, 1,000,000). Both are read by the same raw SUB "
+        "socket (RCVHWM 100,000, as EventStream) that decodes each event's seq. "
+        "**vnpy.rpc**: RpcServer.publish in its own process, read by RpcClient's own "
+        "SUB thread and callback (vnpy's defaults: HWM 1,000). lost = seqs of the step "
+        "that never arrived. Event sizes: "
+        + ", ".join(f"{k} {v} bytes" for k, v in fo.sizes.items())
+        + ". On 2 cores the gateway case runs three busy processes (driver, gateway, "
+        "subscriber), the baselines two."
+    )
+    w("")
+    head = "| offered | " + " | ".join(
+        f"{n} offered/s | {n} delivered/s | {n} lost" for n in fo.systems
+    )
+    w(head + " |")
+    w("|---" * (1 + 3 * len(fo.systems)) + "|")
+    for rate in fo.rates:
+        cells = [_rate_name(rate)]
+        for n in fo.systems:
+            key = f"{n}.{rate}"
+            cells.append(_f(f.get_figure(key + ".offered")))
+            cells.append(_f(f.get_figure(key + ".delivered")))
+            lost = f.get_figure(key + ".lost")
+            cells.append(f"{lost.median:,.0f} (max {max(lost.values, default=0):,.0f})")
+        w("| " + " | ".join(cells) + " |")
+    w("")
+    if fo.gateway_peak_rss:
+        w(f"Gateway peak RSS during the fan-out runs: {max(fo.gateway_peak_rss) / MB:,.0f} MB.")
+        w("")
+
+
+def _ingest(run: Run, w: Any) -> None:
+    ing, s = run.ingest, run.ingest_settings
+    if ing is None or s is None:
+        return
+    f = ing.figures
+    w("## 3. Recorder: sustained ingest and publish → queryable")
+    w("")
+    w(
+        f"{s.runs} runs, bench/bench_recorder.py's logic. **direct**: "
+        f"{s.direct_events:,} note events published flat out by a publisher bound on "
+        "the gateway's addresses (serving `status` and `replay` too), so the figure is "
+        "the recorder's own ceiling; events dropped at a high-water mark are replayed by "
+        f"the recorder. **gateway-fed**: {s.gateway_events:,} notes through a real "
+        f"gateway ({s.note_clients} pipelined note clients). ingest = events / time until "
+        "the last one is queryable; zero loss is checked by `count(*) = count(DISTINCT "
+        "seq) = max(seq)` in DuckDB. Latency: a probe queries `max(seq)` through the "
+        "recorder's query endpoint every 50 ms; each event's latency is the probe time "
+        "that first saw it minus its publish `ts` (so it includes the ~1 s / 1,000-row "
+        "batching and up to 50 ms of probe interval). With the direct publisher the "
+        "offered rate is above what the recorder takes, so its latency is mostly the "
+        "backlog; the gateway-fed row, below the recorder's ceiling, is the steady state."
+    )
+    w("")
+    w(
+        "| source | offered events/s | ingest events/s | lost "
+        "| publish→queryable p50 ms | p99 ms | recorder RSS MB |"
+    )
+    w("|---|---|---|---|---|---|---|")
+    for key, name in (("direct", "direct publisher"), ("gateway", "real gateway")):
+        w(
+            f"| {name} | {_f(f.get_figure(key + '.offered'))} | "
+            f"{_f(f.get_figure(key + '.ingest'))} | "
+            f"{sum(f.get_figure(key + '.lost').values):,.0f} | "
+            f"{_f(f.get_figure(key + '.lat_p50_ms'))} | {_f(f.get_figure(key + '.lat_p99_ms'))} | "
+            f"{_f(f.get_figure(key + '.rss'), scale=1 / MB)} |"
+        )
+    for failure in ing.failures:
+        w(f"- failure: {failure}")
+    w("")
+
+
+def _memory(run: Run, w: Any) -> None:
+    mem, s = run.memory, run.memory_settings
+    if mem is None or s is None:
+        return
+    f = mem.figures
+    w("## 4. Resident memory (RSS)")
+    w("")
+    load = max(mem.events_under_load, default=0)
+    w(
+        f"{s.runs} runs of the whole system (gateway, recorder, scheduler with its default "
+        f"jobs). idle: all caught up, {s.settle:g} s quiet. peak: sampled every 50 ms "
+        f"while {s.orders:,} orders then {s.note_seconds:g} s of notes flat out go "
+        f"through (up to {load:,} events per run) and the recorder catches up. after: "
+        "once it has."
+    )
+    w("")
+    w("| process | idle MB | peak under load MB | after MB |")
+    w("|---|---|---|---|")
+    for name in PROCESSES:
+        w(
+            f"| {name} | {_f(f.get_figure(name + '.idle'), scale=1 / MB)} | "
+            f"{_f(f.get_figure(name + '.peak'), scale=1 / MB)} | "
+            f"{_f(f.get_figure(name + '.after'), scale=1 / MB)} |"
+        )
+    w("")
+    w("## 5. Gateway start → ready")
+    w("")
+    w(
+        f"{s.starts} starts, each with a new data folder, on the simulator: from the "
+        "process's start (just before Popen) to the `ts` of its `ready` gateway event "
+        "(read back from its journal); `first event` is the `ts` of its first event "
+        "(interpreter start, imports, config, journal and store open)."
+    )
+    w("")
+    w("| | seconds |")
+    w("|---|---|")
+    w(f"| start → first event | {_f(f.get_figure('startup.first_event'), digits=3)} |")
+    w(f"| start → ready | {_f(f.get_figure('startup.ready'), digits=3)} |")
+    rt_starts = run.roundtrip.startup if run.roundtrip else []
+    if rt_starts:
+        fig = Figure(list(rt_starts))
+        w(f"| start → ready, the order round-trip runs' gateways | {_f(fig, digits=3)} |")
+    w("")
+
+
+def _profiles(run: Run, w: Any) -> None:
+    if not run.profiles:
+        return
+    w("## Profile: where the gateway's time goes")
+    w("")
+    w(
+        "py-spy 200 Hz, `--gil --nonblocking` on the running gateway: a share is the "
+        "share of samples in which that function (with what it calls, for *inclusive*) "
+        "held the GIL, i.e. of the Python work the process did."
+    )
+    w("")
+    for p in run.profiles:
+        w(f"### {p.load}: {p.rate:,.0f}/s while sampled, {p.samples:,} samples")
+        w("")
+        w("threads: " + ", ".join(f"{t} {share:.0%}" for t, share in p.threads))
+        w("")
+        w("| inclusive | share | self | share |")
+        w("|---|---|---|---|")
+        for (fi, si), (fs, ss) in zip(p.inclusive_top, p.self_top, strict=False):
+            w(f"| `{fi}` | {si:.1%} | `{fs}` | {ss:.1%} |")
+        w("")
+
+
+def _whatif(run: Run, w: Any) -> None:
+    wi, s = run.whatif, run.whatif_settings
+    if wi is None or s is None:
+        return
+    f = wi.figures
+    w("## What-if: proposed gateway hot-path changes, measured")
+    w("")
+    w(
+        f"{s.runs} runs × {s.orders:,} orders (same load as scenario 1) then "
+        f"{s.note_seconds:g} s of notes flat out (as scenario 2's last step), the real gateway "
+        "started through `python -m bench.whatif`, which applies the change to the "
+        "imported module and runs the gateway's own main(); the gateway's files are not "
+        "touched. See bench/whatif.py for each change."
+    )
+    w("")
+    w("| gateway | order p50 µs | order p99 µs | notes flat out, delivered/s | lost |")
+    w("|---|---|---|---|---|")
+    for v in wi.variants:
+        key = v or "stock"
+        lost = sum(f.get_figure(key + ".notes_lost").values)
+        w(
+            f"| {key} | {_f(f.get_figure(key + '.p50'))} | {_f(f.get_figure(key + '.p99'))} | "
+            f"{_f(f.get_figure(key + '.notes'))} | {lost:,.0f} |"
+        )
+    w("")
+
+
+def raw(run: Run) -> dict[str, Any]:
+    def figs(x: Any) -> dict[str, list[float]] | None:
+        return x.figures.raw() if x is not None else None
+
+    out: dict[str, Any] = {
+        "mode": run.mode,
+        "machine": run.machine,
+        "seconds": run.seconds,
+        "roundtrip": figs(run.roundtrip),
+        "fanout": figs(run.fanout),
+        "recorder": figs(run.ingest),
+        "memory": figs(run.memory),
+        "whatif": figs(run.whatif),
+    }
+    if run.roundtrip is not None:
+        out["roundtrip_startup"] = run.roundtrip.startup
+        out["roundtrip_sizes"] = run.roundtrip.sizes
+        out["roundtrip_counts"] = run.roundtrip.counts
+        out["roundtrip_resting_orders"] = run.roundtrip.resting_orders
+    return out
+
+
+__all__ = ["Figures", "Run", "raw", "render", "verdicts"]

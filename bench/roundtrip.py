@@ -1,0 +1,224 @@
+"""Scenario 1: order round trip, Python client -> gateway -> simulator acceptance -> order_ack,
+next to a bare pyzmq + msgspec REQ/REP echo of the same messages and a vnpy.rpc call.
+
+Each run starts a fresh gateway (so the simulator's book does not grow from run
+to run), and measures the three systems one after the other in an order that
+rotates from run to run, so that a noisy moment of the machine is not always
+charged to the same one.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from bench.common import (
+    CODE,
+    Figures,
+    Peer,
+    bench_stack,
+    percentile,
+    resting_buy_price,
+    restore_sigint,
+    rss,
+    start_gateway_timed,
+    stop_all,
+    vnpy_available,
+)
+from qmtbus import Gateway, protocol
+from qmtbus.client import new_client_order_id
+from tests.support import free_port
+
+
+@dataclass
+class Settings:
+    runs: int = 5
+    orders: int = 3000
+    warmup: int = 300
+
+
+@dataclass
+class Result:
+    figures: Figures = field(default_factory=Figures)
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # request, reply bytes
+    counts: dict[str, int] = field(default_factory=dict)  # round trips measured, all runs
+    systems: list[str] = field(default_factory=list)
+    startup: list[float] = field(default_factory=list)  # gateway start -> ready, per run
+    gateway_rss: list[int] = field(default_factory=list)  # after the burst
+    resting_orders: int = 0
+
+
+def _order_command() -> protocol.PlaceOrder:
+    return protocol.PlaceOrder(
+        client_order_id=new_client_order_id(),
+        stock_code=CODE,
+        order_type=23,  # STOCK_BUY
+        order_volume=100,
+        price_type=protocol.FIX_PRICE,
+        price=resting_buy_price(),
+    )
+
+
+def _record(result: Result, name: str, lat_ns: list[int]) -> None:
+    us = [x / 1000 for x in lat_ns]
+    result.figures.add(f"{name}.p50", percentile(us, 50))
+    result.figures.add(f"{name}.p99", percentile(us, 99))
+    result.figures.add(f"{name}.max", max(us))
+    result.counts[name] = result.counts.get(name, 0) + len(us)
+
+
+def echo_run(settings: Settings, result: Result) -> None:
+    address = f"tcp://127.0.0.1:{free_port()}"
+    with Peer("echo", address):
+        ctx: zmq.Context[Any] = zmq.Context.instance()
+        sock = ctx.socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(address)
+        encode, decode = protocol.msgpack_encoder.encode, protocol.decode_reply
+        lat: list[int] = []
+        request = reply = b""
+        for i in range(settings.warmup + settings.orders):
+            cmd = _order_command()
+            t = time.perf_counter_ns()
+            request = encode(cmd)
+            sock.send(request)
+            reply = sock.recv()
+            ack = decode(reply)
+            elapsed = time.perf_counter_ns() - t
+            assert isinstance(ack, protocol.OrderAck) and ack.client_order_id == cmd.client_order_id
+            if i >= settings.warmup:
+                lat.append(elapsed)
+        sock.close(0)
+    result.sizes["echo"] = (len(request), len(reply))
+    _record(result, "echo", lat)
+
+
+def vnpy_run(settings: Settings, result: Result) -> None:
+    from vnpy.rpc import RpcClient
+
+    restore_sigint()
+    rep, pub = (f"tcp://127.0.0.1:{free_port()}" for _ in range(2))
+    with Peer("vnpy", rep, pub):
+        client: Any = RpcClient()
+        client.callback = lambda topic, data: None
+        client.start(rep, pub)
+        client.subscribe_topic("bye")
+        lat: list[int] = []
+        req: dict[str, Any] = {}
+        ack: dict[str, Any] = {}
+        for i in range(settings.warmup + settings.orders):
+            cmd = _order_command()
+            req = {f: getattr(cmd, f) for f in cmd.__struct_fields__}
+            t = time.perf_counter_ns()
+            ack = client.order(req)
+            elapsed = time.perf_counter_ns() - t
+            assert ack["client_order_id"] == cmd.client_order_id
+            if i >= settings.warmup:
+                lat.append(elapsed)
+        client.stop()
+        client.bye()  # its SUB thread polls 30 s; a "bye" publish wakes it to stop
+        client.join()
+    result.sizes["vnpy"] = (
+        len(pickle.dumps(["order", (req,), {}], pickle.DEFAULT_PROTOCOL)),
+        len(pickle.dumps([True, ack], pickle.DEFAULT_PROTOCOL)),
+    )
+    _record(result, "vnpy", lat)
+
+
+def gateway_run(settings: Settings, result: Result) -> None:
+    stack = bench_stack("roundtrip")
+    started = start_gateway_timed(stack)
+    result.startup.append(started.ready_s)
+    price = resting_buy_price()
+    try:
+        with Gateway(stack.commands_address, stack.events_address, timeout=10, retries=0) as gw:
+            lat: list[int] = []
+            walls: list[tuple[str, int, int]] = []  # client_order_id, sent, ack received
+            ack: protocol.OrderAck | None = None
+            for i in range(settings.warmup + settings.orders):
+                coid = new_client_order_id()
+                wall = time.time_ns()
+                t = time.perf_counter_ns()
+                ack = gw.buy(CODE, 100, price, client_order_id=coid)
+                elapsed = time.perf_counter_ns() - t
+                if ack.status != "accepted" or ack.duplicate:
+                    raise RuntimeError(f"order {i} was not accepted: {ack}")
+                if i >= settings.warmup:
+                    lat.append(elapsed)
+                    walls.append((coid, wall, wall + elapsed))
+            _record(result, "gateway", lat)
+            _stages(gw, stack, walls, result)
+            result.gateway_rss.append(rss(started.proc.pid))
+            pings: list[int] = []
+            for i in range(settings.warmup + settings.orders):
+                t = time.perf_counter_ns()
+                gw.ping()
+                if i >= settings.warmup:
+                    pings.append(time.perf_counter_ns() - t)
+            _record(result, "ping", pings)
+            assert ack is not None
+            command = _order_command()
+            result.sizes["gateway"] = (
+                len(protocol.msgpack_encoder.encode(command)),
+                len(protocol.msgpack_encoder.encode(ack)),
+            )
+            result.resting_orders = len(gw.orders(cancelable_only=True))
+    finally:
+        stop_all([started.proc])
+
+
+def _stages(gw: Gateway, stack: Any, walls: list[tuple[str, int, int]], result: Result) -> None:
+    """Split each order's round trip at two timestamps the system itself records: the
+    simulator's `received_ns` (its ledger: the broker thread placing the order) and the
+    `ts` of the `order_response` event (the I/O thread taking the broker's answer)."""
+    from gateway.broker.sim.ledger import read_ledger
+
+    received = {
+        o["order_remark"]: o["received_ns"] for o in read_ledger(stack.data_dir).orders_received
+    }
+    epoch = gw.status().epoch
+    responded: dict[str, int] = {}
+    from_seq, more = 1, True
+    while more:
+        reply = gw.replay(epoch, from_seq, limit=10_000)
+        for e in reply.events:
+            if isinstance(e, protocol.OrderResponseEvent) and e.client_order_id:
+                responded.setdefault(e.client_order_id, e.ts)
+        from_seq += len(reply.events)
+        more = reply.more and bool(reply.events)
+    intake, broker, reply_us = [], [], []
+    for coid, sent, acked in walls:
+        if coid in received and coid in responded:
+            intake.append((received[coid] - sent) / 1000)
+            broker.append((responded[coid] - received[coid]) / 1000)
+            reply_us.append((acked - responded[coid]) / 1000)
+    for name, values in (("intake", intake), ("broker", broker), ("reply", reply_us)):
+        result.figures.add(f"stage.{name}.p50", percentile(values, 50))
+        result.figures.add(f"stage.{name}.p99", percentile(values, 99))
+
+
+def run(settings: Settings, log: Any = print) -> Result:
+    result = Result()
+    systems = ["echo", "gateway"]
+    if vnpy_available():
+        systems.insert(1, "vnpy")
+    else:
+        log("  vnpy not installed: skipping the vnpy.rpc baseline (pip install --no-deps vnpy)")
+    result.systems = list(systems)
+    fns = {"echo": echo_run, "vnpy": vnpy_run, "gateway": gateway_run}
+    for run_no in range(settings.runs):
+        order = systems[run_no % len(systems) :] + systems[: run_no % len(systems)]
+        for name in order:
+            fns[name](settings, result)
+        f = result.figures
+        log(
+            f"  run {run_no + 1}/{settings.runs}: p50 echo {f['echo.p50'].values[-1]:.0f} us"
+            + (f", vnpy {f['vnpy.p50'].values[-1]:.0f} us" if "vnpy" in systems else "")
+            + f", gateway {f['gateway.p50'].values[-1]:.0f} us"
+            f" (p99 {f['gateway.p99'].values[-1]:.0f} us), ping {f['ping.p50'].values[-1]:.0f} us"
+        )
+    return result
