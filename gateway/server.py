@@ -45,6 +45,8 @@ from qmtbus.config import Config
 
 log = logging.getLogger("gateway.server")
 
+_MORE = int(zmq.SNDMORE)
+_NOBLOCK = int(zmq.NOBLOCK)
 RESOLVE_INTERVAL = 3.0  # seconds between broker queries for orders with no known outcome
 TRIM_INTERVAL = 60.0
 
@@ -147,12 +149,19 @@ class Server:
     def _flush(self) -> None:
         if self._out:
             self.journal.flush()
+            # Frame by frame with int flags: send_multipart's enum arithmetic costs
+            # several µs per event (bench/RESULTS.md, fan-out profile).
+            send = self.pub.send
             for topic, payload in self._out:
-                self.pub.send_multipart((topic, payload), copy=False)
+                send(topic, _MORE)
+                send(payload)
             self._out.clear()
         self.store.commit()
+        send = self.router.send
         for frames in self._replies:
-            self.router.send_multipart(frames)
+            for frame in frames[:-1]:
+                send(frame, _MORE)
+            send(frames[-1])
         self._replies.clear()
 
     # -- the loop -----------------------------------------------------------------------------
@@ -227,11 +236,14 @@ class Server:
         self.emit(p.GatewayEvent(state=state, session_id=session_id, reason=reason))
 
     def _take_requests(self) -> None:
+        recv, sock = self.router.recv, self.router
         for _ in range(1000):  # bounded, so events keep flowing under a request flood
             try:
-                frames = self.router.recv_multipart(zmq.NOBLOCK)
+                frames = [recv(_NOBLOCK)]
             except zmq.Again:
                 return
+            while sock.rcvmore:
+                frames.append(recv())
             commands.handle(self, frames)
 
     def status(self) -> p.Status:
