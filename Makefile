@@ -35,7 +35,7 @@ health:
 	$(BIN)/qmtbus --config qmtbus.toml health
 
 test: setup-test node
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 lint: setup-test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
