@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if hasattr(signal, "SIGBREAK"):  # Windows: supervisor-win stops with CTRL_BREAK_EVENT
+        signal.signal(signal.SIGBREAK, stop)
     g = config.gateway
     log.info(
         "gateway for account %s on broker %s: events %s, commands %s, epoch %s",

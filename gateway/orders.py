@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.orders")
 
+ORPHAN_AFTER_NS = 5_000_000_000
+ORPHANED = (
+    "not placed: the gateway stopped before this order reached the broker; "
+    "send it again with a new client_order_id"
+)
+
 
 @dataclass(slots=True)
 class Waiter:
@@ -45,6 +51,8 @@ class OrderDesk:
         self.order_waiters: dict[str, list[Waiter]] = {}
         self.cancel_waiters: dict[int, list[Waiter]] = {}
         self.by_async_seq: dict[int, str] = {}
+        # orders written down before this are a previous gateway process's
+        self.started_ns = p.now_ns()
 
     # -- requests ---------------------------------------------------------------------
     def place(self, envelope: list[bytes], json: bool, cmd: p.PlaceOrder) -> None:
@@ -199,6 +207,26 @@ class OrderDesk:
         a restart, or a response that never came)."""
         for order in orders:
             self._learn(order.order_remark, order.order_id, order.order_status, order.status_msg)
+
+    def give_up_orphans(self, orders: list[p.Order]) -> None:
+        """A previous gateway process wrote these down as "sending" and died before its
+        broker call: the broker does not list them, so they were never placed. Say so
+        (rejected), instead of "pending" for ever; a resend gets this answer too."""
+        at_broker = {o.order_remark for o in orders if o.order_remark}
+        # A request may still be on its way into the terminal right after a restart:
+        # give up only on orders older than that (the periodic resolve looks again).
+        settled = p.now_ns() - ORPHAN_AFTER_NS
+        for rec in list(self.book.client_orders.values()):
+            if (
+                rec.state == SENDING
+                and rec.created_ns < min(self.started_ns, settled)
+                and rec.client_order_id not in at_broker
+            ):
+                log.warning(
+                    "order %s never reached the broker (gateway restart)", rec.client_order_id
+                )
+                self.store.update_client_order(rec, REJECTED, error_msg=ORPHANED)
+                self._answer_order(rec)
 
     def _learn(self, remark: str, order_id: int, status: int, status_msg: str) -> None:
         rec = self.book.client_orders.get(remark) if remark else None

@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if hasattr(signal, "SIGBREAK"):  # Windows: supervisor-win stops with CTRL_BREAK_EVENT
+        signal.signal(signal.SIGBREAK, on_signal)
 
     reporter = Reporter(lambda: connect(config))
     runner = Runner(config, jobs, calendar, state, reporter, lambda: connect(config))
