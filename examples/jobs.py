@@ -8,8 +8,15 @@ from typing import Any
 from scheduler import JobContext
 
 
+def _marketable(ctx: JobContext, stock_code: str) -> float:
+    """A limit price that buys now: the best ask of the live quote, else its last price."""
+    tick = ctx.gateway.quotes([stock_code])[0]
+    return tick.askPrice[0] if tick.askPrice and tick.askPrice[0] > 0 else tick.lastPrice
+
+
 def buy_small(ctx: JobContext) -> dict[str, Any]:
-    """Buy `volume` (default 100) of `stock_code` at limit `price`, wait up to
+    """Buy `volume` (default 100) of `stock_code` at limit `price` (default: the
+    live quote's best ask, so it fills), wait up to
     `wait_seconds` for the fill, cancel what is left (unless `cancel_unfilled` is
     false), and log the fill.
 
@@ -19,7 +26,7 @@ def buy_small(ctx: JobContext) -> dict[str, Any]:
     """
     stock_code = str(ctx.args.get("stock_code", "600000.SH"))
     volume = int(ctx.args.get("volume", 100))
-    price = float(ctx.args["price"])
+    price = float(ctx.args["price"]) if "price" in ctx.args else _marketable(ctx, stock_code)
     wait_seconds = float(ctx.args.get("wait_seconds", 30))
     client_order_id = f"ex{ctx.scheduled_for:%y%m%d%H%M%S}"
 

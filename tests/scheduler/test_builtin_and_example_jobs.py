@@ -112,3 +112,16 @@ def test_example_job_buys_one_lot_and_returns_its_fill(stack, gateway, events, c
         lambda e: isinstance(e, protocol.OrderEvent) and e.client_order_id == "ex261124092000"
     )
     assert order.strategy_name == "buy_small" and order.price == price()
+
+
+def test_example_job_without_a_price_buys_at_the_live_best_ask(stack, gateway, events, client):
+    ctx = context(stack, client, "buy_small", stock_code=CODE, wait_seconds=10)
+    ask = client.quotes([CODE])[0].askPrice[0]
+
+    result = buy_small(ctx)
+
+    assert result["filled"] == 100
+    order = events.wait(
+        lambda e: isinstance(e, protocol.OrderEvent) and e.client_order_id == "ex261124092000"
+    )
+    assert order.price == ask
