@@ -87,6 +87,11 @@ def _decode(payload: bytes, json: bool) -> p.Command:
     except msgspec.DecodeError as err:
         kind = "JSON" if json else "MessagePack"
         raise _BadRequest(p.BAD_REQUEST, f"request is not a valid {kind} map: {err}") from None
+    except RecursionError:
+        # a few kilobytes of nested arrays reach Python's recursion limit
+        raise _BadRequest(
+            p.BAD_REQUEST, "request nests lists or maps too deeply; flatten it"
+        ) from None
 
 
 def dispatch(server: Server, envelope: list[bytes], json: bool, cmd: p.Command) -> None:
@@ -117,6 +122,15 @@ def dispatch(server: Server, envelope: list[bytes], json: bool, cmd: p.Command) 
             reply = _note(server, cmd)
         case p.SimFault() | p.SimSetPrice():
             reply = _sim(server, cmd)
+        case p.SubscribeQuotes():
+            server.quotes.subscribe(envelope, json, cmd)
+            return
+        case p.UnsubscribeQuotes():
+            server.quotes.unsubscribe(envelope, json, cmd)
+            return
+        case p.QueryQuote():
+            server.quotes.query(envelope, json, cmd)
+            return
         case _:
             reply = p.ErrorReply(code=p.UNKNOWN_TYPE, message=f"unhandled request {cmd!r}")
     server.reply(envelope, json, reply)
@@ -168,3 +182,9 @@ def _sim(server: Server, cmd: p.SimFault | p.SimSetPrice) -> Any:
         return p.SimAck(detail=server.broker.sim_command(cmd))
     except NotSupported as err:
         return p.ErrorReply(code=p.BAD_REQUEST, message=str(err))
+    except (ValueError, OverflowError) as err:
+        # a value the protocol lets through but the simulator cannot use (a price of 1e306)
+        tag = type(cmd).__struct_config__.tag
+        return p.ErrorReply(
+            code=p.BAD_REQUEST, message=f"the simulator cannot take this {tag}: {err}"
+        )

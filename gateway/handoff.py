@@ -1,4 +1,4 @@
-"""What the gateway's threads hand each other: broker-thread jobs and I/O-thread items."""
+"""What the gateway's threads hand each other: broker- and quote-thread jobs, I/O-thread items."""
 
 from __future__ import annotations
 
@@ -33,6 +33,37 @@ class ResolvePending:
 
 
 Job = SendOrder | SendCancel | RunQuery | ResolvePending
+
+# -- to the quote thread (gateway/quotes.py) ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CheckQuotes:
+    """Codes new to the gateway that a client asks to subscribe: subscribe them at the
+    broker and report those it does not know."""
+
+    envelope: list[bytes]
+    json: bool
+    client_id: str
+    stock_codes: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeQuotes:
+    """Make the broker's subscriptions follow the union the clients hold."""
+
+    add: list[str]
+    remove: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class QueryQuotes:
+    envelope: list[bytes]
+    json: bool
+    stock_codes: list[str]
+
+
+QuoteJob = CheckQuotes | ChangeQuotes | QueryQuotes
 
 # -- to the I/O thread ----------------------------------------------------------
 
@@ -90,4 +121,32 @@ class Answer:
     snapshot: Snapshot | None = field(default=None)
 
 
-Item = BrokerEvent | StateChanged | Snapshot | OrderSent | OrderFailed | CancelFailed | Answer
+@dataclass(frozen=True, slots=True)
+class TicksReady:
+    """Ticks wait in the tick buffer (the latest per symbol): publish them. Posted only when
+    the buffer turns non-empty, so a tick storm never floods the inbox."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuotesChecked:
+    """The broker's verdict on a CheckQuotes: `unknown` codes, or `error` when it failed."""
+
+    envelope: list[bytes]
+    json: bool
+    client_id: str
+    stock_codes: list[str]
+    unknown: list[str]
+    error: str = ""
+
+
+Item = (
+    BrokerEvent
+    | StateChanged
+    | Snapshot
+    | OrderSent
+    | OrderFailed
+    | CancelFailed
+    | Answer
+    | TicksReady
+    | QuotesChecked
+)

@@ -1,10 +1,11 @@
-"""The I/O thread: owns the PUB and ROUTER sockets; stamps, journals, publishes, replies.
+"""The I/O thread: owns the PUB, ROUTER and quotes sockets; stamps, journals, publishes, replies.
 
 Everything another thread wants from the bus arrives as an item in the inbox
 (a deque plus a wake-up pipe polled next to the sockets). Each loop turn:
 take items → emit events (journal.append) → journal.flush → publish → send
-replies. So an event is in the OS before anyone can see it, and a reply never
-overtakes the events it reports.
+replies → publish waiting ticks (a bounded number, on the quotes socket). So an
+event is in the OS before anyone can see it, a reply never overtakes the
+events it reports, and ticks never delay either.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import collections
 import contextlib
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -29,19 +31,22 @@ from gateway.handoff import (
     Item,
     OrderFailed,
     OrderSent,
+    QuotesChecked,
     ResolvePending,
     Snapshot,
     StateChanged,
+    TicksReady,
 )
 from gateway.journal import Journal
 from gateway.lifecycle import Lifecycle
 from gateway.orders import OrderDesk
+from gateway.quotes import QuoteDesk
 from gateway.risk import RiskGate
-from qmtbus.security import secure_server, start_authenticator
 from gateway.store import Store
 from gateway.window import trading_day
 from qmtbus import protocol as p
 from qmtbus.config import Config
+from qmtbus.security import secure_server, start_authenticator
 
 log = logging.getLogger("gateway.server")
 
@@ -76,9 +81,11 @@ class Server:
         self.stopping = False
 
         self._inbox: collections.deque[Item] = collections.deque()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        # Wake-ups from other threads: a socket pair, not os.pipe(): zmq_poll on Windows
+        # polls sockets only, and os.set_blocking() on a pipe needs Python 3.12 there.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._out: list[tuple[bytes, bytes]] = []  # (topic, payload) to publish
         self._replies: list[list[bytes]] = []  # multipart replies to send
 
@@ -86,19 +93,25 @@ class Server:
         self.auth = start_authenticator(self.ctx, config)
         self.pub = self.ctx.socket(zmq.PUB)
         self.router = self.ctx.socket(zmq.ROUTER)
+        self.quotes_pub = self.ctx.socket(zmq.PUB)
         self._setup_sockets()
         self.lifecycle = Lifecycle(config, broker, self.post)
         self.orders = OrderDesk(self)
+        self.quotes = QuoteDesk(self, self.quotes_pub)
 
     # -- sockets -------------------------------------------------------------------
     def _setup_sockets(self) -> None:
         g = self.config.gateway
-        for sock in (self.pub, self.router):
+        for sock in (self.pub, self.router, self.quotes_pub):
             sock.setsockopt(zmq.LINGER, 1000)
             sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
             sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 5000)
             secure_server(sock, self.config)
         self.pub.setsockopt(zmq.SNDHWM, g.pub_hwm)
+        # Ticks have their own socket and a small high-water mark: a slow subscriber
+        # loses ticks, and the event stream's queue never holds one.
+        self.quotes_pub.setsockopt(zmq.SNDHWM, g.quotes_hwm)
+        self.quotes_pub.setsockopt(zmq.LINGER, 0)
         # The hard cap protects memory; messages between max_message_size and it
         # are answered with TOO_LARGE instead of a silent disconnect.
         self.router.setsockopt(zmq.MAXMSGSIZE, max(16 * g.max_message_size, 1 << 20))
@@ -106,6 +119,7 @@ class Server:
         for sock, address, what in (
             (self.pub, g.events_address, "events"),
             (self.router, g.commands_address, "commands"),
+            (self.quotes_pub, g.quotes_address, "quotes"),
         ):
             try:
                 sock.bind(address)
@@ -123,9 +137,10 @@ class Server:
         self.post_wake()
 
     def post_wake(self) -> None:
-        # A full pipe already holds wake-ups: the loop will look.
-        with contextlib.suppress(BlockingIOError):
-            os.write(self._wake_w, b"!")
+        # A full buffer already holds wake-ups: the loop will look. A closed socket
+        # (a broker callback came late, nobody is left to wake) raises OSError.
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"!")
 
     # -- emitting events ----------------------------------------------------------------
     def emit(self, event: p.Event) -> int:
@@ -167,17 +182,22 @@ class Server:
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> None:
         self.lifecycle.start()
+        self.quotes.start()
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
+        # zmq.Poller reports a plain socket by its file descriptor, not by the object.
+        wake = self._wake_r.fileno()
+        poller.register(wake, zmq.POLLIN)
         interval = self.config.gateway.heartbeat_interval
         now = time.monotonic()
         next_beat, next_resolve, next_trim = now + interval, now + RESOLVE_INTERVAL, now + 5.0
         while not self.stopping:
-            timeout = max(0.0, min(next_beat, self.orders.next_deadline()) - time.monotonic())
+            deadline = min(next_beat, self.orders.next_deadline(), self.quotes.next_deadline())
+            # Ticks left over from the last turn: look at the sockets, do not wait on them.
+            timeout = 0.0 if self.quotes.pending else max(0.0, deadline - time.monotonic())
             ready = dict(poller.poll(int(timeout * 1000)))
-            if self._wake_r in ready:
-                _drain_pipe(self._wake_r)
+            if wake in ready:
+                _drain(self._wake_r)
             self._take_items()
             if self.router in ready:
                 self._take_requests()
@@ -193,7 +213,9 @@ class Server:
             if now >= next_trim:
                 self.journal.trim()
                 next_trim = now + TRIM_INTERVAL
+            self.quotes.expire(now)
             self._flush()
+            self.quotes.publish()
 
     def _take_items(self) -> None:
         inbox = self._inbox
@@ -215,12 +237,18 @@ class Server:
             for event in self.book.reconcile(item):
                 self.emit(event)
             self.orders.resolve_from(item.orders or [])
+            if item.orders is not None:  # the broker's whole list: what is missing was never sent
+                self.orders.give_up_orphans(item.orders)
         elif isinstance(item, OrderSent):
             self.orders.on_sent(item.client_order_id, item.async_seq)
         elif isinstance(item, OrderFailed):
             self.orders.on_failed(item.client_order_id, item.message)
         elif isinstance(item, CancelFailed):
             self.orders.on_cancel_failed(item.order_id, item.message)
+        elif isinstance(item, TicksReady):
+            pass  # it woke the loop; publish() takes the ticks after this turn's replies
+        elif isinstance(item, QuotesChecked):
+            self.quotes.on_checked(item)
         elif isinstance(item, Answer):
             if item.snapshot is not None:
                 self._take(item.snapshot)
@@ -273,12 +301,14 @@ class Server:
         self.orders.expire(float("inf"))
         self._set_state("stopping", self.session_id, "gateway stopping")
         self._flush()
+        self.quotes.stop()
         self.lifecycle.stop()
         self._take_items()
         self._flush()
         self.close()
 
     def close(self) -> None:
+        self.quotes_pub.close(linger=0)
         for sock in (self.pub, self.router):
             sock.close(linger=1000)
         if self.auth is not None:
@@ -286,15 +316,17 @@ class Server:
         self.ctx.term()
         self.journal.close()
         self.store.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        # A broker callback may still arrive (a trader whose stop() timed out): its
+        # send() on the closed socket fails harmlessly (post_wake).
+        self._wake_r.close()
+        self._wake_w.close()
 
 
 def _path(data: str, name: str) -> Path:
     return Path(data) / name
 
 
-def _drain_pipe(fd: int) -> None:
+def _drain(sock: socket.socket) -> None:
     with contextlib.suppress(BlockingIOError):
-        while os.read(fd, 65536):
+        while sock.recv(65536):
             pass

@@ -25,6 +25,7 @@ from recorder.ingest import Ingest
 from recorder.query import QueryServer
 from recorder.snapshot import Snapshotter
 from recorder.state import Committed
+from recorder.ticks import TickRecorder
 from recorder.writer import Database, DatabaseError, DatabaseLocked, Writer
 
 log = logging.getLogger("recorder")
@@ -50,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(err))
     _few_malloc_arenas()
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    # SIGBREAK: Windows, where supervisor-win stops programs with CTRL_BREAK_EVENT
+    for name in ("SIGTERM", "SIGINT", "SIGBREAK"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), lambda *_: stop.set())
     if hasattr(signal, "SIGUSR1"):
         # `kill -USR1 <pid>` prints every thread's stack to the log: what is it doing?
         faulthandler.register(signal.SIGUSR1, all_threads=True)
@@ -89,10 +92,14 @@ def _run(config: Config, db: Database, stop: threading.Event) -> int:
             f"cannot listen on recorder.query_address {rc.query_address}: {err}; is another "
             "recorder running, or pick a free port"
         )
+    # Ticks only when asked for, on a thread and a cursor of their own (recorder/ticks.py).
+    ticks = TickRecorder(config, db) if rc.tick_symbols else None
     writer.start()
     query.start()
     snapshots = Snapshotter(rc.snapshot_path, rc.snapshot_interval, db, committed)
     snapshots.start()
+    if ticks is not None:
+        ticks.start()
     committed.write_file(force=True)
     log.info(
         "recording events of %s into %s (at %s/%d); SQL endpoint %s; snapshot %s every %g s",
@@ -109,6 +116,8 @@ def _run(config: Config, db: Database, stop: threading.Event) -> int:
         ingest.run()
     finally:
         ingest.close()
+        if ticks is not None:
+            ticks.stop()
         flushed = writer.finish(STOP_FLUSH_SECONDS)
         committed.write_file(force=True)
         snapshots.stop()

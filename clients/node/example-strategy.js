@@ -1,18 +1,19 @@
 #!/usr/bin/env node
-// Example strategy: buy 100 shares with a marketable limit order through the
-// qmtbus gateway, wait for the fill on the event stream, print it as one JSON line.
+// Example strategy: read the live quote of a stock from the qmtbus gateway, buy
+// 100 shares with a limit price taken from it (the best ask plus a little),
+// wait for the fill on the event stream, print it as one JSON line.
 //
 //   QMTBUS_COMMANDS   gateway command address   (default tcp://127.0.0.1:7102)
 //   QMTBUS_EVENTS     gateway event address     (default tcp://127.0.0.1:7101)
+//   QMTBUS_QUOTES     gateway quotes address    (default tcp://127.0.0.1:7104)
 //   QMTBUS_STOCK      stock_code                (default 600000.SH)
 //   QMTBUS_VOLUME     shares                    (default 100)
-//   QMTBUS_PRICE      reference price; without it, the last_price of a held position
-//   QMTBUS_SLIPPAGE   % above the reference for the limit (default 1, keep under
+//   QMTBUS_SLIPPAGE   % above the best ask for the limit (default 1, keep under
 //                     the gateway's fat_finger_pct)
-//   QMTBUS_TIMEOUT    seconds to wait for the fill (default 30)
+//   QMTBUS_TIMEOUT    seconds to wait for a tick, and then for the fill (default 30)
 //
-// Exit codes: 0 filled; 1 the order failed (rejected, denied, cancelled, error);
-// 2 timed out (the order is cancelled) or no gateway; 64 bad settings.
+// Exit codes: 0 filled; 1 the order failed (rejected, denied, cancelled, error,
+// unknown stock); 2 timed out (the order is cancelled) or no gateway; 64 bad settings.
 
 import {
   EventStream,
@@ -22,6 +23,7 @@ import {
   GatewayUnreachable,
   ORDER_SUCCEEDED,
   QmtbusError,
+  QuoteStream,
   newClientOrderId,
 } from "./qmtbus.js"
 
@@ -37,9 +39,9 @@ const env = process.env
 const settings = {
   commands: env.QMTBUS_COMMANDS || "tcp://127.0.0.1:7102",
   events: env.QMTBUS_EVENTS || "tcp://127.0.0.1:7101",
+  quotes: env.QMTBUS_QUOTES || "tcp://127.0.0.1:7104",
   stock_code: env.QMTBUS_STOCK || "600000.SH",
   volume: Number(env.QMTBUS_VOLUME || 100),
-  price: env.QMTBUS_PRICE ? Number(env.QMTBUS_PRICE) : undefined,
   slippagePct: Number(env.QMTBUS_SLIPPAGE || 1),
   timeoutMs: Number(env.QMTBUS_TIMEOUT || 30) * 1000,
 }
@@ -50,26 +52,32 @@ function tickMils(code) {
 }
 
 /**
- * A limit price at or above the market: the reference price plus the
- * slippage, rounded up to the tick (computed in mils so no float drifts).
- * @param {Gateway} gw
+ * The quote to trade on: `query_quote` first (it answers at once, and NOT_FOUND
+ * for a code the broker does not know), then the next live tick, which is what
+ * the limit is taken from.
+ * @param {Gateway} gw @param {QuoteStream} quotes
  */
-async function marketableLimit(gw) {
-  let reference = settings.price
-  if (reference === undefined) {
-    const held = (await gw.positions()).find((p) => p.stock_code === settings.stock_code)
-    if (held && held.last_price > 0) reference = held.last_price
+async function liveQuote(gw, quotes) {
+  const [queried] = await gw.queryQuote([settings.stock_code])
+  if (!(queried.lastPrice > 0)) {
+    throw new Failure(`${settings.stock_code} has no last price (suspended, or not traded yet)`, 1)
   }
-  if (reference === undefined || !(reference > 0)) {
-    throw new Failure(
-      `no price for ${settings.stock_code}: the account holds none of it and the gateway ` +
-        "serves no quotes yet; set QMTBUS_PRICE to the current price",
-      64,
-    )
-  }
-  const tick = tickMils(settings.stock_code)
-  const mils = Math.ceil((Math.round(reference * 1000) * (100 + settings.slippagePct)) / 100 / tick) * tick
-  return mils / 1000
+  const tick = await within(quotes.next(), settings.timeoutMs, `a live tick of ${settings.stock_code}`)
+  return { queried, tick }
+}
+
+/**
+ * A limit price at or above the market: the best ask (the last price when the
+ * ask side is empty) plus the slippage, rounded up to the tick (computed in
+ * mils so no float drifts), never above the day's upper limit.
+ * @param {Record<string, any>} tick
+ */
+function marketableLimit(tick) {
+  const ask = tick.askPrice?.[0] > 0 ? tick.askPrice[0] : tick.lastPrice
+  const step = tickMils(settings.stock_code)
+  let mils = Math.ceil((Math.round(ask * 1000) * (100 + settings.slippagePct)) / 100 / step) * step
+  if (tick.upStopPrice > 0) mils = Math.min(mils, Math.round(tick.upStopPrice * 1000))
+  return { reference: ask, limit: mils / 1000 }
 }
 
 /**
@@ -125,10 +133,13 @@ async function main() {
     gateway: gw,
     prefixes: ["order.", "trade.", "order_error.", "risk_denied."],
   })
+  const quotes = new QuoteStream({ quotesAddress: settings.quotes, gateway: gw, codes: [settings.stock_code] })
   try {
     // Subscribe first, so the order's events cannot slip past before we listen.
     await stream.ready()
-    const price = await marketableLimit(gw)
+    await quotes.ready()
+    const { queried, tick } = await liveQuote(gw, quotes)
+    const { reference, limit: price } = marketableLimit(tick)
     const clientOrderId = newClientOrderId("node")
     const ack = await gw.buy(settings.stock_code, settings.volume, price, {
       client_order_id: clientOrderId,
@@ -158,6 +169,8 @@ async function main() {
       stock_code: order.stock_code,
       order_status: order.order_status,
       limit_price: price,
+      reference_price: reference,
+      quote: { seq: tick.seq, time: tick.time, lastPrice: tick.lastPrice, queried: queried.lastPrice },
       volume,
       price: Math.round((amount / volume) * 1000) / 1000,
       traded_ids: trades.map((t) => t.traded_id),
@@ -165,6 +178,7 @@ async function main() {
     }
     console.log(JSON.stringify(fill))
   } finally {
+    await quotes.close()
     stream.close()
     gw.close()
   }

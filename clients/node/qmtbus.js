@@ -2,6 +2,7 @@
 //
 //   Gateway      commands (REQ): order, buy, sell, cancel, queries, status, note, ...
 //   EventStream  events (SUB) in seq order, holes filled by `replay`
+//   QuoteStream  ticks (SUB on the quotes socket) of the codes it holds at the gateway
 //
 // Wire format: shared/PROTOCOL.md. Field names on the wire and in every
 // object you get back are xtquant's (`stock_code`, `order_volume`,
@@ -26,6 +27,7 @@ export {
   RiskDenied,
 } from "./lib/errors.js"
 export { DEFAULT_COMMANDS_ADDRESS, Gateway } from "./lib/gateway.js"
+export { DEFAULT_QUOTES_ADDRESS, QuoteStream } from "./lib/quotes.js"
 export { DEFAULT_EVENTS_ADDRESS, EventStream } from "./lib/stream.js"
 
 export const PROTOCOL_VERSION = 1

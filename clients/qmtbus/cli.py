@@ -21,7 +21,7 @@ from qmtbus import protocol, table
 from qmtbus.client import Gateway, RecorderClient
 from qmtbus.config import Config, ConfigError, config_path, load_config
 from qmtbus.errors import GatewayError, GatewaySilent, GatewayUnreachable
-from qmtbus.stream import EVENT_TYPE_NAMES, EventStream
+from qmtbus.stream import EVENT_TYPE_NAMES, QUOTE_TYPE_NAMES, EventStream, QuoteStream
 
 OK, GATEWAY_ERROR, USAGE, UNREACHABLE = 0, 1, 2, 3
 
@@ -148,6 +148,10 @@ def cmd_note(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_tail(args: argparse.Namespace, config: Config) -> int:
+    if args.type and QUOTE_TYPE_NAMES & set(args.type):
+        return _tail_ticks(args, config)
+    if args.code:
+        raise UsageError("--code goes with --type tick")
     start_from = None
     if args.start_from:
         epoch, _, seq = args.start_from.rpartition(":")
@@ -169,6 +173,27 @@ def cmd_tail(args: argparse.Namespace, config: Config) -> int:
                 sys.stdout.write(table.event_line(ev) + "\n")
             sys.stdout.flush()
             shown += 1
+    return OK
+
+
+def _tail_ticks(args: argparse.Namespace, config: Config) -> int:
+    """Listen to the quotes socket: the ticks clients hold (of --code only, if given),
+    subscribing to nothing. Ticks are not journaled: there is nothing to resume from."""
+    if set(args.type) - QUOTE_TYPE_NAMES or args.start_from:
+        raise UsageError(
+            "ticks come on the quotes socket and are not journaled: tail them on their own "
+            "(`--type tick`, no --from); `qmtbus ticks CODE` subscribes to codes"
+        )
+    with (
+        Gateway.from_config(config) as gw,
+        QuoteStream(gw, args.code or (), hold=False) as stream,
+    ):
+        for shown, tick in enumerate(stream, start=1):
+            line = msgspec.json.encode(tick).decode() if args.json else table.tick_line(tick)
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+            if args.count is not None and shown >= args.count:
+                break
     return OK
 
 
@@ -292,9 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--type",
         action="append",
-        choices=sorted(EVENT_TYPE_NAMES),
-        help="only this event type (repeatable)",
+        choices=sorted(EVENT_TYPE_NAMES | QUOTE_TYPE_NAMES),
+        help="only this event type (repeatable); `tick`: the ticks clients hold, on their own",
     )
+    p.add_argument("--code", action="append", help="with --type tick: only this code (repeatable)")
     p.add_argument("--count", type=int, help="stop after N events")
     p.add_argument(
         "--from",

@@ -93,6 +93,9 @@ class SimConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True)
     # volume available at the best price per tick; larger orders fill in parts
     depth_volume: PositiveInt = 10_000
     callback_delay: NonNegFloat = 0.0
+    # seconds between `tick` events of each subscribed symbol (xtdata's level-1
+    # snapshots come every 3 s); prices move every tick_interval
+    quote_interval: PositiveFloat = 3.0
 
 
 class RiskConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -181,6 +184,8 @@ class RecorderConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
     write_retry_seconds: PositiveFloat = 1.0
     query_row_limit: PositiveInt = 100_000
     status_file: str = "data/recorder-status.json"
+    # codes whose ticks go into the `ticks` table (docs/quotes.md); empty: no ticks
+    tick_symbols: list[Annotated[str, Meta(pattern=r"^[0-9]{6}\.(SH|SZ|BJ)$")]] = []
 
 
 # A job's name becomes the note topic "job.<name>": short, printable, no spaces.

@@ -580,7 +580,13 @@ class QuoteStream:
     and a slow reader loses ticks rather than holding anyone up, so there is no
     seq tracking here. The stream subscribes on creation (NOT_FOUND raises for
     a code the broker does not know), renews the hold while it is read (every
-    third of the gateway's quote_lease), and unsubscribes on close.
+    third of the gateway's quote_lease, and after `resubscribe_after` seconds
+    without a tick: a restarted gateway has forgotten every subscription), and
+    unsubscribes on close.
+
+    `hold=False` only listens: nothing is subscribed at the gateway, and the
+    stream gets the ticks other clients hold (of `stock_codes`, or of every
+    code when none are given), as `qmtbus tail --type tick` shows them.
     """
 
     def __init__(
@@ -588,12 +594,16 @@ class QuoteStream:
         gateway: Gateway,
         stock_codes: Iterable[str],
         *,
+        hold: bool = True,
+        resubscribe_after: float = 10.0,
         rcvhwm: int = 10_000,
         context: zmq.Context[Any] | None = None,
     ) -> None:
         self.stock_codes = list(dict.fromkeys(stock_codes))
-        if not self.stock_codes:
+        if hold and not self.stock_codes:
             raise ValueError("a quote stream needs at least one stock code")
+        self.hold = hold
+        self.resubscribe_after = resubscribe_after
         self.gateway = gateway
         self._sock: zmq.Socket[Any] = (context or zmq.Context.instance()).socket(zmq.SUB)
         self._sock.setsockopt(zmq.LINGER, 0)
@@ -602,26 +612,36 @@ class QuoteStream:
             self._sock.curve_publickey = gateway.curve.public
             self._sock.curve_secretkey = gateway.curve.secret
             self._sock.curve_serverkey = gateway.curve.server
-        for code in self.stock_codes:
-            self._sock.setsockopt(zmq.SUBSCRIBE, f"tick.{code}".encode("ascii"))
+        for topic in [f"tick.{code}" for code in self.stock_codes] or ["tick."]:
+            self._sock.setsockopt(zmq.SUBSCRIBE, topic.encode("ascii"))
         self._sock.connect(gateway.quotes_address)
-        try:
-            ack = gateway.subscribe_quotes(self.stock_codes)
-        except BaseException:
-            self._sock.close(0)
-            raise
-        self._renew_every = ack.quote_lease / 3 if ack.quote_lease > 0 else 60.0
-        self._next_renew = time.monotonic() + self._renew_every
+        self._renew_every = 60.0
+        if hold:
+            try:
+                ack = gateway.subscribe_quotes(self.stock_codes)
+            except BaseException:
+                self._sock.close(0)
+                raise
+            if ack.quote_lease > 0:
+                self._renew_every = ack.quote_lease / 3
+        self._last_tick = time.monotonic()
+        self._next_renew = self._last_tick + self._renew_every if hold else float("inf")
 
     def next(self, timeout: float | None = None) -> protocol.TickEvent | None:
         """The next tick of one of the codes, or None when `timeout` passed without one."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             now = time.monotonic()
-            if now >= self._next_renew:
+            renew_at = self._next_renew
+            if self.hold:
+                renew_at = min(renew_at, self._last_tick + self.resubscribe_after)
+            if now >= renew_at:
                 self._renew()
-            until = self._next_renew if deadline is None else min(self._next_renew, deadline)
-            if self._sock.poll(max(0, int((until - now) * 1000) + 1)):
+                self._last_tick = now  # once per quiet spell, not in a loop
+                continue
+            until = renew_at if deadline is None else min(renew_at, deadline)
+            wait = None if until == float("inf") else max(0, int((until - now) * 1000) + 1)
+            if self._sock.poll(wait):
                 frames = self._sock.recv_multipart()
                 try:
                     tick = protocol.decode_event(frames[-1])
@@ -629,6 +649,7 @@ class QuoteStream:
                     log.warning("dropped an undecodable tick: %s", err)
                     continue
                 if isinstance(tick, protocol.TickEvent):
+                    self._last_tick = time.monotonic()
                     return tick
             elif deadline is not None and time.monotonic() >= deadline:
                 return None
@@ -653,6 +674,8 @@ class QuoteStream:
     def close(self) -> None:
         """Unsubscribe (best effort: the lease ends it anyway) and close the socket."""
         self._sock.close(0)
+        if not self.hold:
+            return
         try:
             self.gateway.unsubscribe_quotes(self.stock_codes)
         except (TimeoutError, GatewayError) as err:

@@ -1,11 +1,14 @@
 """The broker seam: `open_broker(config)` gives the real XtQuantTrader or the simulator.
 
-Everything above this seam (lifecycle, reconciliation, risk) is written once
-against `Broker` and an XtQuantTrader-shaped trader object.
+Everything above this seam (lifecycle, reconciliation, risk, quotes) is written
+once against `Broker` and an XtQuantTrader-shaped trader object. Market data
+crosses the seam as xtdata's full-tick dicts (field names as xtdata's, plus
+"stock_code"); the gateway turns them into `tick` events.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -35,6 +38,10 @@ class Instrument:
     price_tick: float
 
 
+# Receives ticks of subscribed symbols, a batch at a time, on a thread of the broker's own.
+TickSink = Callable[[list[dict[str, Any]]], None]
+
+
 class Broker(Protocol):
     """What the gateway holds: a factory of XtQuantTrader look-alikes plus market facts."""
 
@@ -61,6 +68,24 @@ class Broker(Protocol):
         """Simulator only (faults, prices): a short description; others raise NotSupported."""
         ...
 
+    def set_tick_sink(self, sink: TickSink) -> None:
+        """Where ticks of subscribed symbols go. The sink is called on the broker's own
+        thread; it only hands the batch over (it never blocks)."""
+        ...
+
+    def subscribe_quotes(self, codes: list[str]) -> list[str]:
+        """Tick `codes` from now on (subscribing twice is harmless); returns the codes the
+        broker does not know, which are not subscribed. May block: the gateway calls the
+        quote methods on its quote thread only."""
+        ...
+
+    def unsubscribe_quotes(self, codes: list[str]) -> None: ...
+
+    def quote(self, stock_code: str) -> dict[str, Any] | None:
+        """The latest full tick of `stock_code` (xtdata field names, plus "stock_code"),
+        or None when the broker does not know the code. May block."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -76,4 +101,4 @@ def open_broker(config: Config) -> Broker:
     return SimBroker(config)
 
 
-__all__ = ["Broker", "BrokerUnavailable", "Instrument", "NotSupported", "open_broker"]
+__all__ = ["Broker", "BrokerUnavailable", "Instrument", "NotSupported", "TickSink", "open_broker"]

@@ -2,7 +2,8 @@
 
 xtquant is imported here, once, when this broker is chosen: its package
 import runs a network update check, and `xtquant.xttrader` needs the Windows
-`xtpythonclient` .pyd.
+`xtpythonclient` .pyd. Market data (ticks, quotes) goes through xtdata in
+gateway/broker/xtquote.py.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
-from gateway.broker import BrokerUnavailable, Instrument, NotSupported
+from gateway.broker import BrokerUnavailable, Instrument, NotSupported, TickSink
 from gateway.broker.sessions import SessionIds
+from gateway.broker.xtquote import XtQuoteFeed
 
 if TYPE_CHECKING:
     from qmtbus.config import Config
@@ -46,6 +48,7 @@ class XtQuantBroker:
         self._path: str = path
         self._account_id: str = config.gateway.account_id
         self._ids: SessionIds = SessionIds(config.xtquant.session_base)
+        self._quotes: XtQuoteFeed = XtQuoteFeed(xtdata)
 
     def new_trader(self, session_id: int) -> Any:
         return self._xttrader.XtQuantTrader(self._path, session_id)
@@ -78,6 +81,18 @@ class XtQuantBroker:
     def sim_command(self, command: SimFault | SimSetPrice) -> NoReturn:
         raise NotSupported('only the simulator takes faults and prices; use broker = "sim"')
 
+    def set_tick_sink(self, sink: TickSink) -> None:
+        self._quotes.set_sink(sink)
+
+    def subscribe_quotes(self, codes: list[str]) -> list[str]:
+        return self._quotes.subscribe(codes)
+
+    def unsubscribe_quotes(self, codes: list[str]) -> None:
+        self._quotes.unsubscribe(codes)
+
+    def quote(self, stock_code: str) -> dict[str, Any] | None:
+        return self._quotes.quote(stock_code)
+
     def close(self) -> None:
-        # Each trader is stopped by the gateway; xtdata needs no closing.
-        pass
+        # Each trader is stopped by the gateway; the quote feed drops its subscriptions.
+        self._quotes.close()

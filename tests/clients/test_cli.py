@@ -189,6 +189,28 @@ def test_given_quote_and_ticks_then_latest_tick_and_streamed_ticks_parse_back(
     assert [(type(t), t.stock_code) for t in ticks] == [(protocol.TickEvent, CODE)] * 2
 
 
+def test_given_ticks_held_by_a_client_when_tail_type_tick_then_they_print_and_nothing_is_held(
+    stack: Stack, gateway: Proc
+) -> None:
+    other = "000001.SZ"
+    held = stack.call(protocol.SubscribeQuotes(stock_codes=[CODE, other], client_id="strategy"))
+    assert held.subscribed == sorted([CODE, other])
+
+    done = qmtbus(stack, "--json", "tail", "--type", "tick", "--code", CODE, "--count", "3")
+    assert done.returncode == 0, done.stderr
+    ticks = [protocol.event_json_decoder.decode(line) for line in done.stdout.splitlines()]
+    assert [(type(t), t.stock_code) for t in ticks] == [(protocol.TickEvent, CODE)] * 3
+    every = qmtbus(stack, "tail", "--type", "tick", "--count", "4").stdout.splitlines()
+    assert len(every) == 4 and all(CODE in line or other in line for line in every)
+    # Only listened: the strategy is still the only holder, and tail released nothing.
+    again = stack.call(protocol.SubscribeQuotes(stock_codes=[other], client_id="probe"))
+    assert again.subscribed == sorted([CODE, other])
+
+    mixed = qmtbus(stack, "tail", "--type", "tick", "--type", "trade")
+    assert mixed.returncode == 2 and "on their own" in mixed.stderr
+    assert qmtbus(stack, "tail", "--code", CODE).returncode == 2
+
+
 def test_given_ping_then_pong_with_round_trip(stack: Stack, gateway: Proc) -> None:
     done = qmtbus(stack, "ping")
     assert done.returncode == 0 and done.stdout.startswith(f"pong from {stack.commands_address}")

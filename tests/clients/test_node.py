@@ -1,5 +1,6 @@
-"""The Node.js client (clients/node) against a real gateway: the example strategy trades,
-failures surface as errors, the event stream replays from the journal, the unit suite passes.
+"""The Node.js client (clients/node) against a real gateway: the example strategy trades on
+the live quote, failures surface as errors, the event stream replays from the journal, the
+quote stream gets ticks, the unit suite passes.
 
 `make node` (part of `make test`) runs `npm ci` in clients/node; when node_modules is
 missing anyway, the first test here runs it. Only a machine without `node` skips.
@@ -8,6 +9,7 @@ missing anyway, the first test here runs it. Only a machine without `node` skips
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -55,8 +57,8 @@ def node_modules() -> Path:
 
 @pytest.fixture
 def sim_gateway(stack: Stack) -> Iterator[Proc]:
-    """A ready gateway whose simulated 600000.SH stands still at PRICE."""
-    stack.write_config(sim={"volatility": 0.0})
+    """A ready gateway whose simulated 600000.SH stands still at PRICE, ticking every 0.1 s."""
+    stack.write_config(sim={"volatility": 0.0, "quote_interval": 0.1})
     proc = start_gateway(stack)
     ack = stack.call(protocol.SimSetPrice(stock_code=STOCK, price=PRICE))
     assert isinstance(ack, protocol.SimAck) and "clamped" not in ack.detail, ack
@@ -76,6 +78,7 @@ def run_node(
             **os.environ,
             "QMTBUS_COMMANDS": stack.commands_address,
             "QMTBUS_EVENTS": stack.events_address,
+            "QMTBUS_QUOTES": stack.quotes_address,
             **env,
         },
         capture_output=True,
@@ -97,7 +100,7 @@ def orders_at_broker(stack: Stack, client_order_id: str) -> list[dict[str, Any]]
 def test_given_a_gateway_when_the_node_example_buys_then_it_prints_the_fill_the_gateway_reports(
     node_modules: Path, stack: Stack, sim_gateway: Proc
 ) -> None:
-    done = run_node("example-strategy.js", stack, QMTBUS_PRICE=str(PRICE), QMTBUS_TIMEOUT="30")
+    done = run_node("example-strategy.js", stack, QMTBUS_TIMEOUT="30")
 
     assert done.returncode == 0, f"example failed:\n{done.stderr}\n{sim_gateway.log()[-3000:]}"
     [fill] = json_lines(done.stdout)
@@ -106,6 +109,10 @@ def test_given_a_gateway_when_the_node_example_buys_then_it_prints_the_fill_the_
     assert fill["stock_code"] == STOCK
     assert fill["volume"] == 100
     assert fill["order_status"] == protocol.ORDER_SUCCEEDED
+    # The limit came from the live quote: the best ask (the still price), plus 1 %.
+    assert fill["reference_price"] == PRICE
+    assert fill["quote"]["seq"] > 0 and fill["quote"]["queried"] == PRICE
+    assert fill["limit_price"] == round(math.ceil(PRICE * 101 - 1e-6) / 100, 2)
 
     trades = call(stack.commands_address, protocol.QueryTrades())
     mine = [t for t in trades.trades if t.client_order_id == coid]
@@ -121,6 +128,38 @@ def test_given_a_gateway_when_the_node_example_buys_then_it_prints_the_fill_the_
     assert len(placed) == 1, "exactly one order reached the broker"
     assert placed[0].order_status == fill["order_status"]
     assert placed[0].order_id == fill["order_id"]
+
+
+def test_given_an_unknown_stock_when_the_node_example_runs_then_it_fails_with_not_found(
+    node_modules: Path, stack: Stack, sim_gateway: Proc
+) -> None:
+    done = run_node("example-strategy.js", stack, QMTBUS_STOCK="000001.SH", QMTBUS_TIMEOUT="10")
+
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.startswith("error: QmtbusError NOT_FOUND: no quote for 000001.SH")
+    assert call(stack.commands_address, protocol.QueryOrders()).orders == []
+
+
+def test_given_live_quotes_when_node_streams_them_then_ticks_of_its_codes_arrive_and_are_released(
+    node_modules: Path, stack: Stack, sim_gateway: Proc
+) -> None:
+    codes = [STOCK, "000001.SZ"]
+    done = run_node("scripts/quotes.js", stack, QMTBUS_CODES=",".join(codes), QMTBUS_COUNT="10")
+
+    assert done.returncode == 0, done.stderr
+    lines = json_lines(done.stdout)
+    queried, ticks = lines[0], lines[1:]
+    assert [q["stock_code"] for q in queried["quotes"]] == codes
+    assert queried["quotes"][0]["lastPrice"] == PRICE
+    assert len(ticks) == 10 and {t["stock_code"] for t in ticks} <= set(codes)
+    assert [t["seq"] for t in ticks] == sorted(t["seq"] for t in ticks)
+    for t in ticks:
+        assert t["type"] == "tick" and len(t["askPrice"]) == 5
+        assert t["askPrice"][0] == t["bidPrice"][0] == t["lastPrice"]
+        assert t["downStopPrice"] < t["lastPrice"] < t["upStopPrice"]
+    # Closed: the stream released its codes, and nobody else holds them.
+    ack = call(stack.commands_address, protocol.SubscribeQuotes(stock_codes=["600001.SH"]))
+    assert ack.subscribed == ["600001.SH"]
 
 
 def test_given_bad_requests_when_the_node_client_sends_them_then_each_surfaces_as_an_error(

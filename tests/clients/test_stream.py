@@ -316,6 +316,44 @@ def test_given_quote_stream_then_ticks_of_its_codes_only_and_close_drops_the_hol
         assert neighbour.subscribe_quotes([other]).subscribed == [other]
 
 
+def test_given_a_restarted_gateway_then_the_quote_stream_subscribes_again_and_ticks_resume(
+    stack: Stack, gateway: Proc
+) -> None:
+    with (
+        Gateway.from_config(stack.config_path) as client,
+        QuoteStream(client, [CODE], resubscribe_after=0.5) as quotes,
+    ):
+        first = quotes.next(timeout=10)
+        assert first is not None and first.stock_code == CODE
+        gateway.stop()
+        restarted = start_gateway(stack)  # it holds nothing: subscriptions live in memory
+        try:
+            after = wait_for(
+                lambda: (
+                    (t := quotes.next(timeout=0.5)) is not None and t.epoch != first.epoch and t
+                ),
+                20,
+                "a tick of the new epoch",
+            )
+            assert after.stock_code == CODE
+        finally:
+            restarted.stop()
+
+
+def test_given_a_listening_quote_stream_then_it_gets_held_ticks_and_holds_nothing(
+    stack: Stack, gw: Gateway
+) -> None:
+    other = "000001.SZ"
+    gw.subscribe_quotes([CODE, other])
+    with Gateway.from_config(stack.config_path) as listener:
+        with QuoteStream(listener, [], hold=False) as every:
+            codes = {t.stock_code for t in (every.next(timeout=10) for _ in range(6)) if t}
+        assert codes == {CODE, other}
+        with QuoteStream(listener, [other], hold=False) as one:
+            assert {one.next(timeout=10).stock_code for _ in range(3)} == {other}  # type: ignore[union-attr]
+    assert gw.unsubscribe_quotes([CODE, other]).subscribed == [], "the listener held nothing"
+
+
 def test_given_tick_type_for_the_event_stream_then_it_points_to_quote_stream() -> None:
     with pytest.raises(ValueError, match="QuoteStream"):
         EventStream(f"tcp://127.0.0.1:{free_port()}", types=["tick"], start_from=("e", 0))

@@ -74,16 +74,17 @@ def wait_caught_up(stack: Stack, timeout: float = 30.0) -> tuple[str, int]:
 
 def assert_epoch_complete(stack: Stack, epoch: str) -> int:
     """Every seq of `epoch` from 1 to its max is stored exactly once; returns the max."""
-    count, distinct, low, high = sql(
+    # One statement, so the rows and the progress are read from the same commit.
+    count, distinct, low, high, progress = sql(
         stack,
-        "SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM events "
+        "SELECT count(*), count(DISTINCT seq), min(seq), max(seq), "
+        f"(SELECT last_seq FROM progress WHERE epoch = '{epoch}') FROM events "
         f"WHERE epoch = '{epoch}'",
     )[0]
     assert (count, distinct, low) == (high, high, 1), (
         f"epoch {epoch}: {count} rows, {distinct} distinct seqs, seqs {low}..{high}"
     )
-    progress = sql(stack, f"SELECT last_seq FROM progress WHERE epoch = '{epoch}'")
-    assert progress == [[high]]
+    assert progress == high
     return int(high)
 
 

@@ -300,6 +300,51 @@ export class Gateway {
     return (await this._call({ type: "note", topic, data }, "note_ack")).seq
   }
 
+  /**
+   * Hold `stock_codes` for `client_id` so the gateway publishes their ticks on its
+   * quotes socket (see QuoteStream, which also renews the holding). The holding
+   * lapses unless renewed within `quote_lease` seconds. REQ sockets get a new
+   * identity on every reconnect, so name the client; without `client_id` the
+   * socket is the client. NOT_FOUND (QmtbusError) names a code the broker does not know.
+   * @param {string[] | string} stock_codes
+   * @param {{client_id?: string}} [options]
+   * @returns {Promise<Record<string, any>>} `quotes_ack`: stock_codes (this client's),
+   *   subscribed (every client's), quote_lease (seconds)
+   */
+  subscribeQuotes(stock_codes, options = {}) {
+    const codes = Array.isArray(stock_codes) ? stock_codes : [stock_codes]
+    return this._call(
+      { type: "subscribe_quotes", stock_codes: codes, client_id: options.client_id ?? "" },
+      "quotes_ack",
+    )
+  }
+
+  /**
+   * Release `stock_codes` for `client_id`; a code nobody holds stops ticking.
+   * @param {string[] | string} stock_codes
+   * @param {{client_id?: string}} [options]
+   * @returns {Promise<Record<string, any>>} `quotes_ack`
+   */
+  unsubscribeQuotes(stock_codes, options = {}) {
+    const codes = Array.isArray(stock_codes) ? stock_codes : [stock_codes]
+    return this._call(
+      { type: "unsubscribe_quotes", stock_codes: codes, client_id: options.client_id ?? "" },
+      "quotes_ack",
+    )
+  }
+
+  /**
+   * The latest full tick of each code, in the order asked (xtdata's field names:
+   * lastPrice, open, high, low, lastClose, volume, amount, askPrice/bidPrice/askVol/bidVol
+   * five levels, time in ms, upStopPrice, downStopPrice). NOT_FOUND names an unknown code.
+   * @param {string[] | string} stock_codes
+   * @returns {Promise<Record<string, any>[]>}
+   */
+  async queryQuote(stock_codes) {
+    const codes = Array.isArray(stock_codes) ? stock_codes : [stock_codes]
+    return (await this._call({ type: "query_quote", stock_codes: codes }, "quotes")).quotes
+  }
+
   /** Close the socket. Safe to call twice. */
   close() {
     this._closed = true

@@ -16,6 +16,7 @@ import {
   GatewaySilent,
   GatewayUnreachable,
   QmtbusError,
+  QuoteStream,
   RiskDenied,
   decodePayload,
   encodeCommand,
@@ -380,5 +381,144 @@ describe("EventStream", () => {
   test("given a silent gateway then GatewaySilent instead of waiting forever", async () => {
     const { stream } = await setUp([], [], 200)
     await assert.rejects(stream.next(), GatewaySilent)
+  })
+})
+
+describe("QuoteStream", () => {
+  /** @type {Array<() => unknown>} */
+  const cleanups = []
+  after(async () => {
+    for (const cleanup of cleanups) await cleanup()
+  })
+
+  /** A fake quotes PUB: ticks under "tick.<stock_code>", as the gateway publishes them. */
+  async function fakeQuotes() {
+    const address = `tcp://127.0.0.1:${await freePort()}`
+    const sock = new zmq.Publisher({ linger: 0 })
+    await sock.bind(address)
+    let seq = 0
+    return {
+      address,
+      /** @param {string} code @param {number} lastPrice */
+      publish: (code, lastPrice) =>
+        sock.send([
+          `tick.${code}`,
+          pack({ ...event("tick", ++seq), stock_code: code, lastPrice, askPrice: [lastPrice, 0, 0, 0, 0] }),
+        ]),
+      close: () => sock.close(),
+    }
+  }
+
+  /** Commands: subscribe/unsubscribe answered with `lease`, query_quote with one tick. */
+  async function quoteCommands(lease = 300) {
+    return fakeCommands((request) => {
+      if (request.type === "query_quote") {
+        if (request.stock_codes.includes("000001.SH")) {
+          return { type: "error", code: "NOT_FOUND", message: "no quote for 000001.SH: the broker does not know it" }
+        }
+        return { type: "quotes", quotes: request.stock_codes.map((/** @type {string} */ c) => ({ ...event("tick", 0), stock_code: c, lastPrice: 9.5 })) }
+      }
+      const held = request.type === "subscribe_quotes" ? request.stock_codes : []
+      return { type: "quotes_ack", stock_codes: held, subscribed: held, quote_lease: lease }
+    })
+  }
+
+  /**
+   * Publish ticks of both codes every 10 ms until the stream hands out `n` ticks.
+   * @param {QuoteStream} stream @param {{publish: Function}} pub @param {number} n
+   */
+  async function collect(stream, pub, n) {
+    let price = 10
+    const timer = setInterval(() => {
+      price += 0.01
+      pub.publish("600000.SH", price)
+      pub.publish("000001.SZ", price)
+    }, 10)
+    try {
+      const out = []
+      for await (const tick of stream) {
+        out.push(tick)
+        if (out.length === n) return out
+      }
+      return out
+    } finally {
+      clearInterval(timer)
+    }
+  }
+
+  test("given codes then it holds them under its client_id and hands out only their ticks", async () => {
+    const commands = await quoteCommands()
+    const pub = await fakeQuotes()
+    const stream = new QuoteStream({ quotesAddress: pub.address, commandsAddress: commands.address, codes: ["600000.SH"] })
+    cleanups.push(() => stream.close(), () => pub.close(), commands.close)
+    await stream.ready()
+    const got = await collect(stream, pub, 5)
+    assert.ok(got.every((t) => t.type === "tick" && t.stock_code === "600000.SH"))
+    assert.ok(got.every((t, i) => i === 0 || t.seq > got[i - 1].seq), "seq jumps over other codes, in order")
+    assert.equal(stream.latest("600000.SH"), got[4])
+    const [subscribe] = commands.received
+    assert.equal(subscribe.type, "subscribe_quotes")
+    assert.deepEqual(subscribe.stock_codes, ["600000.SH"])
+    assert.match(subscribe.client_id, /^node-[0-9a-f]{12}$/)
+  })
+
+  test("given a short lease then the stream renews its holding well within it", async () => {
+    const commands = await quoteCommands(0.3)
+    const stream = new QuoteStream({ commandsAddress: commands.address, codes: ["600000.SH"], clientId: "mine" })
+    cleanups.push(() => stream.close(), commands.close)
+    await stream.ready()
+    await new Promise((resolve) => setTimeout(resolve, 450))
+    const renewals = commands.received.filter((r) => r.type === "subscribe_quotes")
+    assert.ok(renewals.length >= 3, `renewed ${renewals.length - 1} times in 0.45 s of a 0.3 s lease`)
+    assert.ok(renewals.every((r) => r.client_id === "mine"))
+  })
+
+  test("given no tick for silenceMs then it subscribes again instead of failing", async () => {
+    const commands = await quoteCommands()
+    const pub = await fakeQuotes()
+    const stream = new QuoteStream({
+      quotesAddress: pub.address,
+      commandsAddress: commands.address,
+      codes: ["600000.SH"],
+      silenceMs: 100,
+    })
+    cleanups.push(() => stream.close(), () => pub.close(), commands.close)
+    const next = stream.next()
+    const started = Date.now()
+    while (commands.received.filter((r) => r.type === "subscribe_quotes").length < 2) {
+      assert.ok(Date.now() - started < 3000, "no second subscribe_quotes after the silence")
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    const timer = setInterval(() => pub.publish("600000.SH", 10), 10)
+    try {
+      assert.equal((await next).stock_code, "600000.SH")
+    } finally {
+      clearInterval(timer)
+    }
+  })
+
+  test("closing releases the codes at the gateway", async () => {
+    const commands = await quoteCommands()
+    const stream = new QuoteStream({ commandsAddress: commands.address, codes: ["600000.SH"], clientId: "bye" })
+    cleanups.push(commands.close)
+    await stream.ready()
+    await stream.close()
+    const last = commands.received[commands.received.length - 1]
+    assert.deepEqual(last, { type: "unsubscribe_quotes", stock_codes: ["600000.SH"], client_id: "bye" })
+  })
+
+  test("queryQuote returns the ticks, and NOT_FOUND names an unknown code", async () => {
+    const commands = await quoteCommands()
+    const gw = new Gateway({ address: commands.address })
+    cleanups.push(() => gw.close(), commands.close)
+    const [quote] = await gw.queryQuote("600000.SH")
+    assert.equal(quote.stock_code, "600000.SH")
+    assert.equal(quote.lastPrice, 9.5)
+    await assert.rejects(gw.queryQuote(["600000.SH", "000001.SH"]), (err) => {
+      assert.ok(err instanceof QmtbusError)
+      assert.equal(err.code, "NOT_FOUND")
+      assert.match(err.message, /000001\.SH/)
+      return true
+    })
   })
 })

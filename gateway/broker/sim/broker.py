@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from gateway.broker import BrokerUnavailable, Instrument
+from gateway.broker import BrokerUnavailable, Instrument, TickSink
 from gateway.broker.sessions import SessionIds
 from gateway.broker.sim.objects import StockAccount
 from gateway.broker.sim.terminal import SimTerminal
@@ -54,6 +54,18 @@ class SimBroker:
         if isinstance(command, SimSetPrice):
             return self.terminal.set_price(command.stock_code, command.price)
         raise TypeError(f"not a simulator command: {command!r}")
+
+    def set_tick_sink(self, sink: TickSink) -> None:
+        self.terminal.set_tick_sink(sink)
+
+    def subscribe_quotes(self, codes: list[str]) -> list[str]:
+        return self.terminal.subscribe_quotes(codes)
+
+    def unsubscribe_quotes(self, codes: list[str]) -> None:
+        self.terminal.unsubscribe_quotes(codes)
+
+    def quote(self, stock_code: str) -> dict[str, Any] | None:
+        return self.terminal.full_tick(stock_code)
 
     def close(self) -> None:
         self.terminal.close()

@@ -24,7 +24,16 @@ from gateway import ashare
 from gateway.broker import Instrument
 
 MILS = 1000
-STOCK_CODE = re.compile(r"^\d{6}\.(SH|SZ|BJ)$")
+# The simulator's universe: the number ranges the exchanges issue to A-share stocks and
+# to funds/ETFs (SH 600/601/603/605 main, 688/689 STAR, 5xxxxx funds; SZ 000-003 main,
+# 300-302 ChiNext, 15/16/18 funds; BJ 4xxxxx, 8xxxxx, 92xxxx). Anything else (indices
+# such as 000001.SH, bonds, B shares) is a code the simulator does not know.
+LISTED = re.compile(
+    r"^(?:(?:60[0135]|68[89]|5\d\d)\d{3}\.SH|(?:00[0-3]|30[0-2]|1[568]\d)\d{3}\.SZ"
+    r"|(?:4\d\d|8\d\d|92\d)\d{3}\.BJ)$"
+)
+# Shares traded by the rest of the market on each step of the walk, per unit of |z|.
+STEP_VOLUME = 2000
 _NORMAL = NormalDist()
 
 
@@ -37,7 +46,8 @@ def to_yuan(mils: int) -> float:
 
 
 def is_stock_code(stock_code: str) -> bool:
-    return bool(STOCK_CODE.match(stock_code))
+    """True for a code of the simulator's universe (see LISTED)."""
+    return bool(LISTED.match(stock_code))
 
 
 def instrument_name(stock_code: str) -> str:
@@ -69,9 +79,28 @@ class Quote:
     # Volume left at the best price this tick, per side: larger orders fill in parts.
     buy_depth: int = 0
     sell_depth: int = 0
+    # The day so far (0 before the day's first trade): what a tick reports.
+    open_m: int = 0
+    high_m: int = 0
+    low_m: int = 0
+    volume: int = 0  # shares
+    amount_m: int = 0
 
     def clamp(self, price_m: int) -> int:
         return min(self.up_m, max(self.down_m, price_m))
+
+    def traded(self, price_m: int, volume: int) -> None:
+        """The market traded `volume` shares at `price_m`: the day's open, high, low, totals."""
+        if self.open_m == 0:
+            self.open_m = self.high_m = self.low_m = price_m
+        else:
+            self.high_m = max(self.high_m, price_m)
+            self.low_m = min(self.low_m, price_m)
+        self.volume += volume
+        self.amount_m += volume * price_m
+
+    def new_day(self) -> None:
+        self.open_m = self.high_m = self.low_m = self.volume = self.amount_m = 0
 
     def on_tick(self, price_m: int) -> int:
         return round(price_m / self.tick_m) * self.tick_m
@@ -122,6 +151,7 @@ class Market:
             up_m, down_m = _limits_m(stock_code, start_m)
             quote = Quote(stock_code, tick_m, start_m, up_m, down_m, start_m)
             quote.buy_depth = quote.sell_depth = self._depth
+            quote.open_m = quote.high_m = quote.low_m = start_m
             self._quotes[stock_code] = quote
         return quote
 
@@ -139,12 +169,15 @@ class Market:
             self._tick_pos += 1
             quote = self.quote(code)
             quote.last_m = quote.clamp(quote.on_tick(price_m))
+            quote.traded(quote.last_m, 0)
             return list(self._quotes)
         for quote in self._quotes.values():
             z = noise(self._seed, quote.stock_code, quote.step)
             quote.step += 1
             moved = quote.on_tick(round(quote.last_m * math.exp(self._volatility * z)))
             quote.last_m = quote.clamp(moved)
+            # The rest of the market trades at the new price, more on bigger moves.
+            quote.traded(quote.last_m, 100 * round(STEP_VOLUME * abs(z) / 100))
         return list(self._quotes)
 
     def set_price(self, stock_code: str, price: float) -> tuple[Quote, bool]:
@@ -153,6 +186,7 @@ class Market:
         wanted = quote.on_tick(to_mils(price))
         quote.last_m = quote.clamp(wanted)
         quote.buy_depth = quote.sell_depth = self._depth
+        quote.traded(quote.last_m, 0)
         return quote, quote.last_m != wanted
 
     def take(self, stock_code: str, is_buy: bool, want: int) -> int:
@@ -164,6 +198,8 @@ class Market:
         else:
             got = min(want, quote.sell_depth)
             quote.sell_depth -= got
+        if got:
+            quote.traded(quote.last_m, got)
         return got
 
     def roll_day(self, day: str) -> None:
@@ -174,6 +210,7 @@ class Market:
         for quote in self._quotes.values():
             quote.prev_close_m = quote.last_m
             quote.up_m, quote.down_m = _limits_m(quote.stock_code, quote.last_m)
+            quote.new_day()
 
     def instrument(self, stock_code: str) -> Instrument:
         quote = self.quote(stock_code)
@@ -197,7 +234,13 @@ class Market:
             "day": self.day,
             "tick_pos": self._tick_pos,
             "quotes": {
-                code: [q.prev_close_m, q.last_m, q.step] for code, q in self._quotes.items()
+                code: [
+                    q.prev_close_m,
+                    q.last_m,
+                    q.step,
+                    *(q.open_m, q.high_m, q.low_m, q.volume, q.amount_m),
+                ]
+                for code, q in self._quotes.items()
             },
         }
         tmp = self._state_file.with_suffix(".tmp")
@@ -211,11 +254,16 @@ class Market:
         except (OSError, ValueError):
             return  # first start, or a torn file: prices start again from the seed
         saved_day = str(state.get("day", self.day))
-        for code, (prev_close_m, last_m, step) in state.get("quotes", {}).items():
+        for code, values in state.get("quotes", {}).items():
+            prev_close_m, last_m, step, *day = values
             quote = self.quote(code)
             quote.prev_close_m = int(prev_close_m)
             quote.up_m, quote.down_m = _limits_m(code, quote.prev_close_m)
             quote.last_m, quote.step = int(last_m), int(step)
+            if len(day) == 5:  # files written before ticks existed lack the day's totals
+                quote.open_m, quote.high_m, quote.low_m, quote.volume, quote.amount_m = map(
+                    int, day
+                )
         self._tick_pos = int(state.get("tick_pos", 0))
         self.saved_at = float(state["saved_at"]) if "saved_at" in state else None
         wanted_day, self.day = self.day, saved_day

@@ -3,7 +3,9 @@
 SimBroker opens a terminal for `<data_dir>/sim` and registers it under that
 path; a SimTrader built with the same path finds it at connect(), as an
 XtQuantTrader finds the miniQMT of its userdata_mini. One lock serialises the
-book: caller threads, the market thread and callbacks all go through it.
+book: caller threads, the market thread and callbacks all go through it. The
+market thread also hands the ticks of subscribed symbols to the tick sink,
+every `quote_interval`, outside the lock.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway import ashare
 from gateway.broker import BrokerUnavailable, Instrument
-from gateway.broker.sim import hours
+from gateway.broker.sim import hours, ticks
 from gateway.broker.sim import objects as xt
 from gateway.broker.sim.book import Book, Fault, Push
 from gateway.broker.sim.market import Market, is_stock_code, to_yuan
@@ -70,6 +72,8 @@ class SimTerminal:
         self._closed = False
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._quote_codes: set[str] = set()
+        self._tick_sink: Callable[[list[dict[str, Any]]], None] | None = None
 
         key = terminal_key(directory)
         with _registry_lock:
@@ -141,15 +145,22 @@ class SimTerminal:
 
     def _run_market(self) -> None:
         interval = self._config.tick_interval
+        quote_interval = self._config.quote_interval
         next_tick = time.monotonic() + interval
         next_save = time.monotonic() + SAVE_INTERVAL
-        while not self._stopping.wait(max(0.0, min(next_tick, next_save) - time.monotonic())):
+        next_quote = time.monotonic() + quote_interval
+        while not self._stopping.wait(
+            max(0.0, min(next_tick, next_save, next_quote) - time.monotonic())
+        ):
             now = time.monotonic()
             try:
                 if now >= next_tick:
                     self.tick()
                     # A stalled process does not make up for lost ticks in a burst.
                     next_tick = max(next_tick + interval, now)
+                if now >= next_quote:
+                    self.publish_ticks()
+                    next_quote = max(next_quote + quote_interval, now)
                 if now >= next_save:
                     with self._lock:
                         if not self._closed:
@@ -171,6 +182,47 @@ class SimTerminal:
                 self._dispatch(self._book.roll_day(today))
             if hours.phase(now, self._config.market_hours) == "continuous":
                 self._dispatch(self._book.match(self._market.step(), now))
+
+    # -- quotes (called by SimBroker; ticks by the market thread) ------------------
+
+    def set_tick_sink(self, sink: Callable[[list[dict[str, Any]]], None] | None) -> None:
+        self._tick_sink = sink
+
+    def subscribe_quotes(self, codes: list[str]) -> list[str]:
+        """Tick these codes from now on; returns those outside the universe (not subscribed)."""
+        unknown = [code for code in codes if not is_stock_code(code)]
+        with self._lock:
+            for code in codes:
+                if code not in unknown:
+                    self._market.quote(code)  # walks from now on, like a traded symbol
+                    self._quote_codes.add(code)
+        return unknown
+
+    def unsubscribe_quotes(self, codes: list[str]) -> None:
+        with self._lock:
+            self._quote_codes.difference_update(codes)
+
+    def full_tick(self, stock_code: str) -> dict[str, Any] | None:
+        """The latest tick of `stock_code`; None outside the universe."""
+        if not is_stock_code(stock_code):
+            return None
+        with self._lock:
+            return ticks.full_tick(self._market.quote(stock_code), self._clock())
+
+    def publish_ticks(self) -> None:
+        """Hand the ticks of every subscribed symbol to the sink (none while the market is
+        closed). Built under the lock, handed over outside it."""
+        sink = self._tick_sink
+        if sink is None:
+            return
+        with self._lock:
+            if self._closed or not self._quote_codes:
+                return
+            now = self._clock()
+            if hours.phase(now, self._config.market_hours) == "closed":
+                return
+            batch = [ticks.full_tick(self._market.quote(c), now) for c in self._quote_codes]
+        sink(batch)
 
     # -- sessions (called by SimTrader) ---------------------------------------
 
