@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.orders")
 
+_NEVER = float("inf")
 ORPHAN_AFTER_NS = 5_000_000_000
 ORPHANED = (
     "not placed: the gateway stopped before this order reached the broker; "
@@ -257,6 +258,8 @@ class OrderDesk:
 
     def expire(self, now: float) -> None:
         """Answer requests whose broker response is late: orders say pending."""
+        if now < self.next_deadline():  # the usual case, checked every loop turn
+            return
         for coid in [k for k, ws in self.order_waiters.items() if ws[0].deadline <= now]:
             rec = self.book.client_orders[coid]
             log.warning("order %s: no broker response in %.1fs (pending)", coid, self.timeout)
@@ -269,6 +272,8 @@ class OrderDesk:
             self._answer(self.cancel_waiters.pop(order_id), _error(p.BROKER_ERROR, message))
 
     def next_deadline(self) -> float:
+        if not self.order_waiters and not self.cancel_waiters:
+            return _NEVER
         heads = [ws[0].deadline for ws in self.order_waiters.values()]
         heads += [ws[0].deadline for ws in self.cancel_waiters.values()]
         return min(heads, default=float("inf"))

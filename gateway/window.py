@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass
 from functools import cache
 
@@ -20,7 +21,15 @@ log = logging.getLogger("gateway.window")
 
 def trading_day(now: dt.datetime | None = None) -> str:
     """The Shanghai calendar date, "YYYY-MM-DD": the key for per-day records."""
-    return (now or dt.datetime.now(SHANGHAI)).astimezone(SHANGHAI).date().isoformat()
+    if now is not None:
+        return now.astimezone(SHANGHAI).date().isoformat()
+    second = int(time.time())  # asked several times per order: work it out once a second
+    if second != _today[0]:
+        _today[:] = [second, dt.datetime.now(SHANGHAI).date().isoformat()]
+    return str(_today[1])
+
+
+_today: list[int | str] = [0, ""]
 
 
 @cache
