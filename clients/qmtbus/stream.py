@@ -122,6 +122,31 @@ class Sequencer:
             self.seq = seq
 
 
+def _from_config(
+    cls: Any,
+    client: Any,
+    config: Config | str | os.PathLike[str] | None,
+    types: Iterable[str | bytes],
+    kw: dict[str, Any],
+) -> Any:
+    """A stream of the gateway `config` names, with a client of its own (closed with it)."""
+    config = resolve_config(config)
+    gateway = client.from_config(config)
+    try:
+        stream = cls(
+            config.gateway.events_address,
+            types=types,
+            gateway=gateway,
+            curve=client_curve(config),
+            **kw,
+        )
+    except BaseException:
+        gateway.close()
+        raise
+    stream._own_gateway = True
+    return stream
+
+
 class _Base:
     """What the blocking and the asyncio stream share: filtering, callbacks, silence."""
 
@@ -258,6 +283,16 @@ class EventStream(_Base):
     nothing (not even a heartbeat) came for `stale_after` seconds.
     """
 
+    @classmethod
+    def from_config(
+        cls,
+        config: Config | str | os.PathLike[str] | None = None,
+        types: Iterable[str | bytes] = (),
+        **kw: Any,
+    ) -> EventStream:
+        """A stream of the gateway `config` names (a Config, a TOML path, or None)."""
+        return _from_config(cls, Gateway, config, types, kw)
+
     def __init__(
         self,
         events_address: str = "tcp://127.0.0.1:7101",
@@ -295,29 +330,6 @@ class EventStream(_Base):
             # Not running yet: everything of the epoch it will start is new to us.
             return ("", 0)
         return (status.epoch, status.last_seq)
-
-    @classmethod
-    def from_config(
-        cls,
-        config: Config | str | os.PathLike[str] | None = None,
-        types: Iterable[str | bytes] = (),
-        **kw: Any,
-    ) -> EventStream:
-        config = resolve_config(config)
-        gateway = Gateway.from_config(config)
-        try:
-            stream = cls(
-                config.gateway.events_address,
-                types=types,
-                gateway=gateway,
-                curve=client_curve(config),
-                **kw,
-            )
-        except BaseException:
-            gateway.close()
-            raise
-        stream._own_gateway = True  # made here, so closed with the stream
-        return stream
 
     def next(self, timeout: float | None = None) -> protocol.Event | None:
         """The next event, or None when `timeout` passed without one.
@@ -441,6 +453,16 @@ class AsyncEventStream(_Base):
     starting position.
     """
 
+    @classmethod
+    def from_config(
+        cls,
+        config: Config | str | os.PathLike[str] | None = None,
+        types: Iterable[str | bytes] = (),
+        **kw: Any,
+    ) -> AsyncEventStream:
+        """A stream of the gateway `config` names (a Config, a TOML path, or None)."""
+        return _from_config(cls, AsyncGateway, config, types, kw)
+
     def __init__(
         self,
         events_address: str = "tcp://127.0.0.1:7101",
@@ -466,29 +488,6 @@ class AsyncEventStream(_Base):
         self.curve = curve is not None
         self._start_from = start_from
         self._started = False
-
-    @classmethod
-    def from_config(
-        cls,
-        config: Config | str | os.PathLike[str] | None = None,
-        types: Iterable[str | bytes] = (),
-        **kw: Any,
-    ) -> AsyncEventStream:
-        config = resolve_config(config)
-        gateway = AsyncGateway.from_config(config)
-        try:
-            stream = cls(
-                config.gateway.events_address,
-                types=types,
-                gateway=gateway,
-                curve=client_curve(config),
-                **kw,
-            )
-        except BaseException:
-            gateway.close()
-            raise
-        stream._own_gateway = True  # made here, so closed with the stream
-        return stream
 
     async def start(self) -> None:
         """Fix the starting position: `start_from` (replayed now) or the gateway's current one."""
