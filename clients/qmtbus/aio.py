@@ -128,6 +128,10 @@ class AsyncGateway:
         except IndexError:
             sock = self._ctx.socket(zmq.REQ)
             self._monitors[sock] = prepare_socket(sock, self.endpoint, self._sync_ctx)
+            # This client polls with its own deadlines. pyzmq's asyncio poll also arms
+            # RCVTIMEO and fails the poll with zmq.Again when that fires first (a
+            # millisecond apart, so under load it can): no RCVTIMEO here.
+            sock.setsockopt(zmq.RCVTIMEO, -1)
             return sock
 
     def _discard(self, sock: zmq.asyncio.Socket) -> str:
