@@ -23,13 +23,12 @@ from qmtbus.client import (
     Endpoint,
     cancel_command,
     check_reply,
-    client_curve,
     close_socket,
     decode_or_raise,
+    gateway_args,
     new_client_id,
     order_command,
     prepare_socket,
-    resolve_config,
     unreachable,
 )
 from qmtbus.config import Config
@@ -71,15 +70,7 @@ class AsyncGateway:
 
     @classmethod
     def from_config(cls, config: Config | str | os.PathLike[str] | None = None) -> AsyncGateway:
-        config = resolve_config(config)
-        return cls(
-            config.gateway.commands_address,
-            config.gateway.events_address,
-            config.client.timeout,
-            config.client.retries,
-            quotes_address=config.gateway.quotes_address,
-            curve=client_curve(config),
-        )
+        return cls(**gateway_args(config))
 
     # -- transport ---------------------------------------------------------
 

@@ -424,6 +424,19 @@ class Requester:
 # --------------------------------------------------------------------------
 
 
+def gateway_args(config: Config | str | os.PathLike[str] | None) -> dict[str, Any]:
+    """Constructor arguments of a gateway client for `config` (blocking or asyncio)."""
+    config = resolve_config(config)
+    return {
+        "commands_address": config.gateway.commands_address,
+        "events_address": config.gateway.events_address,
+        "timeout": config.client.timeout,
+        "retries": config.client.retries,
+        "quotes_address": config.gateway.quotes_address,
+        "curve": client_curve(config),
+    }
+
+
 class Gateway:
     """A blocking client of one qmtbus gateway. Thread-safe; use as a context manager.
 
@@ -458,15 +471,7 @@ class Gateway:
     @classmethod
     def from_config(cls, config: Config | str | os.PathLike[str] | None = None) -> Gateway:
         """A client of the gateway `config` names (a Config, a TOML path, or None: defaults)."""
-        config = resolve_config(config)
-        return cls(
-            config.gateway.commands_address,
-            config.gateway.events_address,
-            config.client.timeout,
-            config.client.retries,
-            quotes_address=config.gateway.quotes_address,
-            curve=client_curve(config),
-        )
+        return cls(**gateway_args(config))
 
     def request(self, command: Any) -> Any:
         """Send any protocol command, return its reply Struct; an `error` reply raises GatewayError.
