@@ -54,16 +54,19 @@ def stack(tmp_path: Path) -> Stack:
 def system(stack: Stack) -> Iterator[dict[str, Proc]]:
     """Gateway, recorder and scheduler, each working."""
     procs = {"gateway": start_gateway(stack)}
-    procs["recorder"] = Proc("recorder", stack).start()
-    procs["scheduler"] = Proc("scheduler", stack).start()
-    with RecorderClient(stack.query_address, timeout=0.5, retries=0) as recorder:
-        wait_for(lambda: _answers(recorder), 20, "recorder committing")
-    wait_for(lambda: _last_run(stack) is not None, 20, "the scheduler's first run")
-    yield procs
-    for proc in procs.values():
-        if proc.alive():
-            os.kill(proc.pid, signal.SIGCONT)
-            proc.stop()
+    try:
+        procs["recorder"] = Proc("recorder", stack).start()
+        procs["scheduler"] = Proc("scheduler", stack).start()
+        # generous: on a loaded 2-core machine a first DuckDB commit can take a while
+        with RecorderClient(stack.query_address, timeout=0.5, retries=0) as recorder:
+            wait_for(lambda: _answers(recorder), 60, "recorder committing")
+        wait_for(lambda: _last_run(stack) is not None, 60, "the scheduler's first run")
+        yield procs
+    finally:  # also when set-up fails: no process outlives its test
+        for proc in procs.values():
+            if proc.alive():
+                os.kill(proc.pid, signal.SIGCONT)
+                proc.stop()
 
 
 def _answers(recorder: RecorderClient) -> bool:
