@@ -42,8 +42,8 @@ def parse_event(header_line: str, stdin: TextIO) -> tuple[dict[str, str], dict[s
     return headers, fields
 
 
-def describe(name: str, state: str, exitstatus: int | None, cooldown: float) -> str:
-    """The alert's one sentence, in an operator's words."""
+def describe(name: str, state: str, exitstatus: int | None, wait: float) -> str:
+    """The alert's one sentence, in an operator's words; `wait`: seconds until a FATAL revival."""
     how = ""
     if exitstatus is not None:
         how = " (killed by a signal)" if exitstatus < 0 else f" (exit status {exitstatus})"
@@ -54,7 +54,7 @@ def describe(name: str, state: str, exitstatus: int | None, cooldown: float) -> 
     if state == "FATAL":
         return (
             f"{name} kept failing to start{how} and is FATAL; the watchdog starts it again "
-            f"in {cooldown:g} s (see logs/{name}.log)"
+            f"in {wait:.3g} s (see logs/{name}.log)"
         )
     return f"{name} is {state}{how}"
 
@@ -129,12 +129,15 @@ class Watchdog:
         exitstatus: int | None,
         spawnerr: str,
     ) -> None:
-        message = describe(name, state, exitstatus, self.cooldown)
+        wait = self.cooldown
+        if state == "FATAL":
+            # the watchdog may have known since it started (start() saw it FATAL)
+            since = self.fatal_since.setdefault(name, self.clock())
+            wait = max(0.0, self.cooldown - (self.clock() - since))
+        message = describe(name, state, exitstatus, wait)
         if spawnerr:
             message += f" ({spawnerr})"
         log.warning("%s", message)
-        if state == "FATAL":
-            self.fatal_since.setdefault(name, self.clock())
         alert = {
             "process": name,
             "state": state,

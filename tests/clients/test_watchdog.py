@@ -8,6 +8,8 @@ supervisord, so a test can take it away.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import pytest
 import zmq
 
 from qmtbus import protocol as p
+from qmtbus.watchdog import Watchdog
 from tests.supervised import Supervised
 from tests.support import Proc, Subscriber, start_gateway, wait_for
 
@@ -128,6 +131,17 @@ def alert_for(name: str, state: str) -> Any:
     )
 
 
+def gave_up_at(sv: Supervised, name: str) -> float:
+    """When supervisord's log says it gave up on `name` (it went FATAL), as a Unix time."""
+    found = re.search(
+        rf"^(\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{{3}}) INFO gave up: {name} entered FATAL",
+        sv.log("supervisord"),
+        re.MULTILINE,
+    )
+    assert found, f"no FATAL for {name} in supervisord's log"
+    return time.mktime(time.strptime(found[1], "%Y-%m-%d %H:%M:%S")) + int(found[2]) / 1000
+
+
 def alerts(sub: Subscriber) -> list[dict[str, Any]]:
     events = sub.drain()
     return [e.data for e in events if isinstance(e, p.NoteEvent) and e.topic == "alert.process"]
@@ -188,9 +202,9 @@ def test_given_a_program_goes_fatal_then_the_watchdog_starts_it_again_after_the_
         "the watchdog restarting flaky",
     )
     sv.wait_state("flaky", "RUNNING", 10)
-    # The alerts' own times, not when this test saw them: under load a note can
-    # arrive after the cool-down has already passed.
-    assert revived.data["time"] - fatal.data["time"] >= COOLDOWN  # type: ignore[union-attr]
+    # Measured from when supervisord gave up on flaky, not from the FATAL alert: the
+    # watchdog may have seen flaky FATAL when it started, before that alert went out.
+    assert revived.data["time"] - gave_up_at(sv, "flaky") >= COOLDOWN  # type: ignore[union-attr]
     assert "started it again" in sv.log("watchdog")
 
 
@@ -240,3 +254,39 @@ def test_given_supervisorctl_stops_the_watchdog_then_it_exits_0(sv: Supervised) 
     assert "watchdog: stopped" in done.stdout, done.stdout + done.stderr
     info = sv.info("watchdog")
     assert info["statename"] == "STOPPED" and info["exitstatus"] == 0
+
+
+class FakeSupervisor:
+    """supervisord's XML-RPC as the Watchdog class sees it: flaky is FATAL."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def getAllProcessInfo(self) -> list[dict[str, Any]]:
+        return [{"group": "flaky", "name": "flaky", "statename": "FATAL"}]
+
+    def getProcessInfo(self, name: str) -> dict[str, Any]:
+        return {"statename": "FATAL", "exitstatus": 3}
+
+    def startProcess(self, name: str, wait: bool) -> bool:
+        self.started.append(name)
+        return True
+
+
+def test_given_fatal_seen_at_start_when_its_event_comes_later_then_the_alert_says_time_left() -> (
+    None
+):
+    now = [100.0]
+    sent: list[dict[str, Any]] = []
+    rpc = type("Rpc", (), {"supervisor": FakeSupervisor()})()
+    dog = Watchdog(lambda _topic, data: sent.append(data), rpc, cooldown=60, clock=lambda: now[0])
+    dog.start()  # flaky is already FATAL: its cool-down starts now
+    now[0] = 145.0
+    dog.handle("PROCESS_STATE_FATAL", {"groupname": "flaky", "processname": "flaky", "pid": "0"})
+    assert "starts it again in 15 s" in sent[-1]["message"]
+    now[0] = 159.0
+    dog.handle("TICK_5", {})
+    assert rpc.supervisor.started == []
+    now[0] = 160.0
+    dog.handle("TICK_5", {})
+    assert rpc.supervisor.started == ["flaky"] and sent[-1]["state"] == "STARTING"
