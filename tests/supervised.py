@@ -16,6 +16,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import tomllib
 import xmlrpc.client
 from collections.abc import Callable
@@ -163,6 +164,21 @@ class Supervised:
     def log(self, name: str) -> str:
         path = self.dir / "logs" / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def fatal_before(self, name: str, moment: float) -> float:
+        """The Unix time supervisord last gave up on `name` (it went FATAL) at or before
+        `moment`, from supervisord's own log."""
+        times = [
+            time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(ms) / 1000
+            for stamp, ms in re.findall(
+                rf"^(\S+ \S+),(\d{{3}}) INFO gave up: {name} entered FATAL",
+                self.log("supervisord"),
+                re.MULTILINE,
+            )
+        ]
+        before = [t for t in times if t <= moment]
+        assert before, f"supervisord's log has no FATAL for {name} before {moment}"
+        return before[-1]
 
     def out(self) -> str:
         path = self.dir / "supervisord.out"

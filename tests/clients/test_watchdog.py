@@ -8,8 +8,6 @@ supervisord, so a test can take it away.
 
 from __future__ import annotations
 
-import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,17 +129,6 @@ def alert_for(name: str, state: str) -> Any:
     )
 
 
-def gave_up_at(sv: Supervised, name: str) -> float:
-    """When supervisord's log says it gave up on `name` (it went FATAL), as a Unix time."""
-    found = re.search(
-        rf"^(\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{{3}}) INFO gave up: {name} entered FATAL",
-        sv.log("supervisord"),
-        re.MULTILINE,
-    )
-    assert found, f"no FATAL for {name} in supervisord's log"
-    return time.mktime(time.strptime(found[1], "%Y-%m-%d %H:%M:%S")) + int(found[2]) / 1000
-
-
 def alerts(sub: Subscriber) -> list[dict[str, Any]]:
     events = sub.drain()
     return [e.data for e in events if isinstance(e, p.NoteEvent) and e.topic == "alert.process"]
@@ -204,7 +191,8 @@ def test_given_a_program_goes_fatal_then_the_watchdog_starts_it_again_after_the_
     sv.wait_state("flaky", "RUNNING", 10)
     # Measured from when supervisord gave up on flaky, not from the FATAL alert: the
     # watchdog may have seen flaky FATAL when it started, before that alert went out.
-    assert revived.data["time"] - gave_up_at(sv, "flaky") >= COOLDOWN  # type: ignore[union-attr]
+    revived_at = revived.data["time"]  # type: ignore[union-attr]
+    assert revived_at - sv.fatal_before("flaky", revived_at) >= COOLDOWN
     assert "started it again" in sv.log("watchdog")
 
 
