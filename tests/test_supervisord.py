@@ -16,6 +16,7 @@ import duckdb
 import pytest
 import zmq
 
+from gateway.broker.sim.ledger import read_ledger
 from qmtbus import Gateway, RecorderClient
 from qmtbus import protocol as p
 from qmtbus.config import load_config
@@ -191,7 +192,15 @@ def test_given_order_in_flight_when_supervisorctl_stops_gateway_then_it_answers_
 
         sender = threading.Thread(target=send)
         sender.start()
-        time.sleep(0.3)  # the order reaches the gateway; its broker answer is 2 s away
+        # the order is at the broker, whose answer is 2 s away (a fixed sleep raced under load:
+        # a SIGTERM before the order arrives is rightly refused with "the gateway is stopping")
+        wait_for(
+            lambda: any(
+                o["order_remark"] == "s1" for o in read_ledger(sv.stack.data_dir).orders_received
+            ),
+            10,
+            "the order at the simulated broker",
+        )
         started = time.monotonic()
         done = sv.ctl("stop", "gateway")
         took = time.monotonic() - started
