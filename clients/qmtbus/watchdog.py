@@ -132,8 +132,8 @@ class Watchdog:
         wait = self.cooldown
         if state == "FATAL":
             # the watchdog may have known since it started (start() saw it FATAL)
-            since = self.fatal_since.setdefault(name, self.clock())
-            wait = max(0.0, self.cooldown - (self.clock() - since))
+            now = self.clock()
+            wait = max(0.0, self.cooldown - (now - self.fatal_since.setdefault(name, now)))
         message = describe(name, state, exitstatus, wait)
         if spawnerr:
             message += f" ({spawnerr})"
