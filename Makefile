@@ -38,7 +38,7 @@ test: setup-test node
 	$(BIN)/pytest -n 2
 
 lint: setup-test
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && .ci/mypy
 
 bench: setup-test
 	$(BIN)/pip install --quiet -e '.[bench]'

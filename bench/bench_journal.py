@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from gateway.journal import Journal
 from qmtbus import protocol
+from qmtbus.gateway.journal import Journal
 
 
 def sample_payloads(count: int) -> list[bytes]:

@@ -1,7 +1,7 @@
 """Recorder benchmark: sustained ingest rate with zero loss, p99 publish -> visible in the
 query endpoint, and the recorder's RSS after 1,000,000 events.
 
-Two sources, each driving a real `python -m recorder` process:
+Two sources, each driving a real `python -m qmtbus.recorder` process:
 
 - `gateway`: a real gateway on the simulator, fed `note` commands by pipelined
   DEALER clients; the rate is whatever the gateway can publish.

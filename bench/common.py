@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from gateway.ashare import round_price  # noqa: E402
-from gateway.broker.sim.market import initial_price  # noqa: E402
 from qmtbus import protocol  # noqa: E402
 from qmtbus.config import SimConfig  # noqa: E402
+from qmtbus.gateway.ashare import round_price  # noqa: E402
+from qmtbus.gateway.broker.sim.market import initial_price  # noqa: E402
 from tests.support import Proc, Stack, call, wait_for  # noqa: E402
 
 CODE = "600000.SH"

@@ -164,7 +164,7 @@ def render(run: Run) -> str:
         "over the runs, with the spread in brackets** (p25–p75 with 4 runs or more, "
         "else min–max). Each scenario measures qmtbus and its baselines in the same run, "
         "one after the other, in an order that rotates from run to run. All traffic is on "
-        "loopback; every qmtbus process is the real one (`python -m gateway|recorder|"
+        "loopback; every qmtbus process is the real one (`python -m qmtbus.gateway|recorder|"
         "scheduler`) with a real config file, started by tests/support.py."
     )
     w("")

@@ -175,7 +175,7 @@ def _stages(gw: Gateway, stack: Any, walls: list[tuple[str, int, int]], result: 
     """Split each order's round trip at two timestamps the system itself records: the
     simulator's `received_ns` (its ledger: the broker thread placing the order) and the
     `ts` of the `order_response` event (the I/O thread taking the broker's answer)."""
-    from gateway.broker.sim.ledger import read_ledger
+    from qmtbus.gateway.broker.sim.ledger import read_ledger
 
     received = {
         o["order_remark"]: o["received_ns"] for o in read_ledger(stack.data_dir).orders_received

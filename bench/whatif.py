@@ -51,8 +51,8 @@ PATCHES = ("risk_inplace", "int_flags", "fixed_tz")
 def _patch_risk_inplace() -> None:
     import msgspec
 
-    import gateway.risk.gate as gate
-    import gateway.risk.state as state
+    import qmtbus.gateway.risk.gate as gate
+    import qmtbus.gateway.risk.state as state
 
     files: dict[Path, tuple[int, int]] = {}  # path -> (fd, bytes written last)
 
@@ -82,8 +82,8 @@ def _inode(path: Path) -> int:
 
 
 def _patch_fixed_tz() -> None:
-    import gateway.server as server
-    import gateway.window as window
+    import qmtbus.gateway.server as server
+    import qmtbus.gateway.window as window
 
     shanghai = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 
@@ -206,7 +206,7 @@ def run(settings: Settings, log: Any = print) -> Result:
 def main() -> int:
     patches = [p for p in os.environ.get("QMTBUS_BENCH_PATCHES", "").split(",") if p]
     apply(patches)
-    from gateway.__main__ import main as gateway_main
+    from qmtbus.gateway.__main__ import main as gateway_main
 
     return gateway_main(sys.argv[1:])
 

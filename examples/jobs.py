@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from scheduler import JobContext
+from qmtbus.scheduler import JobContext
 
 
 def _marketable(ctx: JobContext, stock_code: str) -> float:

@@ -1,4 +1,4 @@
-"""`python -m gateway [--config FILE]`: run the qmtbus gateway until SIGTERM or Ctrl-C."""
+"""`python -m qmtbus.gateway [--config FILE]`: run the qmtbus gateway until SIGTERM or Ctrl-C."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from qmtbus.config import CONFIG_ENV, Config, ConfigError, config_path, load_config
 
 if TYPE_CHECKING:
-    from gateway.server import Server
+    from qmtbus.gateway.server import Server
 
 log = logging.getLogger("gateway")
 
@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _build(config: Config) -> Server:
-    from gateway.broker import BrokerUnavailable, open_broker
-    from gateway.server import Server
+    from qmtbus.gateway.broker import BrokerUnavailable, open_broker
+    from qmtbus.gateway.server import Server
 
     try:
         broker = open_broker(config)

@@ -16,10 +16,10 @@ from typing import Any
 
 import msgspec
 
-from gateway import convert
-from gateway.handoff import Snapshot
-from gateway.store import ClientOrder, Store
 from qmtbus import protocol as p
+from qmtbus.gateway import convert
+from qmtbus.gateway.handoff import Snapshot
+from qmtbus.gateway.store import ClientOrder, Store
 
 log = logging.getLogger("gateway.book")
 

@@ -12,8 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from gateway import convert
 from qmtbus import protocol as p
+from qmtbus.gateway import convert
 
 log = logging.getLogger("gateway.callbacks")
 

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from gateway.handoff import RunQuery
-from gateway.journal import NotHeld
 from qmtbus import protocol as p
+from qmtbus.gateway.handoff import RunQuery
+from qmtbus.gateway.journal import NotHeld
 
 if TYPE_CHECKING:
-    from gateway.server import Server
+    from qmtbus.gateway.server import Server
 
 log = logging.getLogger("gateway.commands")
 
@@ -176,7 +176,7 @@ def _note(server: Server, cmd: p.PublishNote) -> Any:
 
 
 def _sim(server: Server, cmd: p.SimFault | p.SimSetPrice) -> Any:
-    from gateway.broker import NotSupported
+    from qmtbus.gateway.broker import NotSupported
 
     try:
         return p.SimAck(detail=server.broker.sim_command(cmd))

@@ -18,9 +18,11 @@ from typing import Any
 
 import msgspec
 
-from gateway import convert
-from gateway.callbacks import Callbacks
-from gateway.handoff import (
+from qmtbus import protocol as p
+from qmtbus.config import Config
+from qmtbus.gateway import convert
+from qmtbus.gateway.callbacks import Callbacks
+from qmtbus.gateway.handoff import (
     Answer,
     BrokerEvent,
     CancelFailed,
@@ -35,9 +37,7 @@ from gateway.handoff import (
     Snapshot,
     StateChanged,
 )
-from gateway.window import Window
-from qmtbus import protocol as p
-from qmtbus.config import Config
+from qmtbus.gateway.window import Window
 
 log = logging.getLogger("gateway.lifecycle")
 

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from gateway.handoff import SendCancel, SendOrder
-from gateway.store import ACCEPTED, REJECTED, SENDING, SENT, ClientOrder
 from qmtbus import protocol as p
+from qmtbus.gateway.handoff import SendCancel, SendOrder
+from qmtbus.gateway.store import ACCEPTED, REJECTED, SENDING, SENT, ClientOrder
 
 if TYPE_CHECKING:
-    from gateway.server import Server
+    from qmtbus.gateway.server import Server
 
 log = logging.getLogger("gateway.orders")
 

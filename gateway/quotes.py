@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import zmq
 
-from gateway.handoff import (
+from qmtbus import protocol as p
+from qmtbus.gateway.handoff import (
     Answer,
     ChangeQuotes,
     CheckQuotes,
@@ -37,10 +38,9 @@ from gateway.handoff import (
     QuotesChecked,
     TicksReady,
 )
-from qmtbus import protocol as p
 
 if TYPE_CHECKING:
-    from gateway.server import Server
+    from qmtbus.gateway.server import Server
 
 log = logging.getLogger("gateway.quotes")
 

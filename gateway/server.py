@@ -22,9 +22,11 @@ from typing import Any
 import msgspec
 import zmq
 
-from gateway import commands
-from gateway.book import Book
-from gateway.handoff import (
+from qmtbus import protocol as p
+from qmtbus.config import Config
+from qmtbus.gateway import commands
+from qmtbus.gateway.book import Book
+from qmtbus.gateway.handoff import (
     Answer,
     BrokerEvent,
     CancelFailed,
@@ -37,15 +39,13 @@ from gateway.handoff import (
     StateChanged,
     TicksReady,
 )
-from gateway.journal import Journal
-from gateway.lifecycle import Lifecycle
-from gateway.orders import OrderDesk
-from gateway.quotes import QuoteDesk
-from gateway.risk import RiskGate
-from gateway.store import Store
-from gateway.window import trading_day
-from qmtbus import protocol as p
-from qmtbus.config import Config
+from qmtbus.gateway.journal import Journal
+from qmtbus.gateway.lifecycle import Lifecycle
+from qmtbus.gateway.orders import OrderDesk
+from qmtbus.gateway.quotes import QuoteDesk
+from qmtbus.gateway.risk import RiskGate
+from qmtbus.gateway.store import Store
+from qmtbus.gateway.window import trading_day
 from qmtbus.security import secure_server, start_authenticator
 
 log = logging.getLogger("gateway.server")

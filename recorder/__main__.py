@@ -1,4 +1,4 @@
-"""`python -m recorder [--config FILE]`: record every gateway event into DuckDB until SIGTERM.
+"""`python -m qmtbus.recorder [--config FILE]`: record every gateway event into DuckDB.
 
 Exit codes: 0 after a clean stop (everything received was committed), 1 when
 rows could not be written before stopping (they are replayed at the next
@@ -20,13 +20,13 @@ from typing import Any
 import zmq
 
 from qmtbus.config import Config, ConfigError, config_path, load_config
+from qmtbus.recorder.ingest import Ingest
+from qmtbus.recorder.query import QueryServer
+from qmtbus.recorder.snapshot import Snapshotter
+from qmtbus.recorder.state import Committed
+from qmtbus.recorder.ticks import TickRecorder
+from qmtbus.recorder.writer import Database, DatabaseError, DatabaseLocked, Writer
 from qmtbus.security import check_binds, start_authenticator
-from recorder.ingest import Ingest
-from recorder.query import QueryServer
-from recorder.snapshot import Snapshotter
-from recorder.state import Committed
-from recorder.ticks import TickRecorder
-from recorder.writer import Database, DatabaseError, DatabaseLocked, Writer
 
 log = logging.getLogger("recorder")
 

@@ -21,9 +21,9 @@ import zmq
 from qmtbus import Gateway, GatewayError, protocol
 from qmtbus.client import client_curve
 from qmtbus.config import Config
-from recorder import schema
-from recorder.state import Committed
-from recorder.writer import Batch, Writer, bad_row, gap_row
+from qmtbus.recorder import schema
+from qmtbus.recorder.state import Committed
+from qmtbus.recorder.writer import Batch, Writer, bad_row, gap_row
 
 log = logging.getLogger(__name__)
 

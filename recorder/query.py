@@ -25,9 +25,9 @@ import zmq
 
 from qmtbus import protocol
 from qmtbus.config import Config
+from qmtbus.recorder.state import Committed
+from qmtbus.recorder.writer import Database
 from qmtbus.security import secure_server
-from recorder.state import Committed
-from recorder.writer import Database
 
 log = logging.getLogger(__name__)
 

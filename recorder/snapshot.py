@@ -21,9 +21,9 @@ from pathlib import Path
 
 import duckdb
 
-from recorder import schema
-from recorder.state import Committed
-from recorder.writer import Database
+from qmtbus.recorder import schema
+from qmtbus.recorder.state import Committed
+from qmtbus.recorder.writer import Database
 
 log = logging.getLogger(__name__)
 

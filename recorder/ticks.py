@@ -22,10 +22,10 @@ import msgspec
 
 from qmtbus import Gateway, protocol
 from qmtbus.config import Config
-from recorder.schema import LINES, duck_type, q
+from qmtbus.recorder.schema import LINES, duck_type, q
 
 if TYPE_CHECKING:
-    from recorder.writer import Database
+    from qmtbus.recorder.writer import Database
 
 log = logging.getLogger("recorder.ticks")
 

@@ -23,8 +23,8 @@ from typing import Any
 import duckdb
 import msgspec
 
-from recorder import schema
-from recorder.state import Committed
+from qmtbus.recorder import schema
+from qmtbus.recorder.state import Committed
 
 log = logging.getLogger(__name__)
 

@@ -4,6 +4,6 @@ A job is a function `def my_job(ctx: JobContext) -> object` named in
 `[[scheduler.jobs]]`; see docs/scheduler.md.
 """
 
-from scheduler.context import JobContext
+from qmtbus.scheduler.context import JobContext
 
 __all__ = ["JobContext"]

@@ -1,4 +1,4 @@
-"""`python -m scheduler [--config FILE]`: run the configured jobs until SIGTERM."""
+"""`python -m qmtbus.scheduler [--config FILE]`: run the configured jobs until SIGTERM."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from types import FrameType
 from qmtbus import Gateway
 from qmtbus.calendar import TradingCalendar
 from qmtbus.config import Config, ConfigError, config_path, load_config
-from scheduler.jobs import JobError, load_jobs
-from scheduler.report import Reporter
-from scheduler.runner import Runner
-from scheduler.state import StateFile, StateLocked
+from qmtbus.scheduler.jobs import JobError, load_jobs
+from qmtbus.scheduler.report import Reporter
+from qmtbus.scheduler.runner import Runner
+from qmtbus.scheduler.state import StateFile, StateLocked
 
 log = logging.getLogger("scheduler")
 

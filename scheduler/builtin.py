@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scheduler.context import JobContext
+from qmtbus.scheduler.context import JobContext
 
 PRE_OPEN_ALERT_TOPIC = "alert.pre_open_check"
 SNAPSHOT_TOPIC = "snapshot.after_close"

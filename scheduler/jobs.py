@@ -10,7 +10,7 @@ from typing import Any
 
 from qmtbus.calendar import TradingCalendar
 from qmtbus.config import JobConfig, SchedulerConfig
-from scheduler.schedule import CronError, Schedule, parse_cron
+from qmtbus.scheduler.schedule import CronError, Schedule, parse_cron
 
 # A run is "on time" when it starts within this many seconds of its cron time;
 # misfire = "skip" skips anything later (see docs/scheduler.md).
@@ -53,7 +53,7 @@ def builtin_job_configs(config: SchedulerConfig) -> list[JobConfig]:
         JobConfig(
             name=PRE_OPEN_CHECK,
             cron=config.pre_open_cron,
-            callable="scheduler.builtin:pre_open_check",
+            callable="qmtbus.scheduler.builtin:pre_open_check",
             misfire="run_late",
             grace_seconds=_BUILTIN_GRACE_SECONDS,
             enabled=config.pre_open_check,
@@ -61,7 +61,7 @@ def builtin_job_configs(config: SchedulerConfig) -> list[JobConfig]:
         JobConfig(
             name=AFTER_CLOSE_SNAPSHOT,
             cron=config.after_close_cron,
-            callable="scheduler.builtin:after_close_snapshot",
+            callable="qmtbus.scheduler.builtin:after_close_snapshot",
             misfire="run_late",
             grace_seconds=_BUILTIN_GRACE_SECONDS,
             enabled=config.after_close_snapshot,

@@ -25,10 +25,10 @@ from apscheduler.triggers.date import DateTrigger
 from qmtbus import Gateway
 from qmtbus.calendar import SHANGHAI, CalendarExpired, TradingCalendar
 from qmtbus.config import Config
-from scheduler.context import JobContext
-from scheduler.jobs import Job
-from scheduler.report import Reporter
-from scheduler.state import Outcome, StateFile
+from qmtbus.scheduler.context import JobContext
+from qmtbus.scheduler.jobs import Job
+from qmtbus.scheduler.report import Reporter
+from qmtbus.scheduler.state import Outcome, StateFile
 
 log = logging.getLogger("scheduler")
 

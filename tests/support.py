@@ -1,7 +1,7 @@
 """Test support: real qmtbus processes on loopback ports, and a raw ZeroMQ requester.
 
 Nothing here stands in for our own components: `Proc` starts the real
-`python -m gateway|recorder|scheduler` with a real config file.
+`python -m qmtbus.gateway|recorder|scheduler` with a real config file.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class Proc:
             [
                 sys.executable,
                 "-m",
-                self.module,
+                f"qmtbus.{self.module}",
                 "--config",
                 str(self.stack.config_path),
                 *self.extra,

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from gateway.broker.sim.ledger import read_ledger
 from qmtbus import Gateway, GatewayError, GatewayUnreachable, NotConnected, RecorderClient
 from qmtbus import protocol as p
+from qmtbus.gateway.broker.sim.ledger import read_ledger
 from tests.supervised import PROGRAMS, Supervised
 from tests.support import wait_for, wait_ready
 

@@ -16,10 +16,10 @@ import duckdb
 import pytest
 import zmq
 
-from gateway.broker.sim.ledger import read_ledger
 from qmtbus import Gateway, RecorderClient
 from qmtbus import protocol as p
 from qmtbus.config import load_config
+from qmtbus.gateway.broker.sim.ledger import read_ledger
 from tests.supervised import PROGRAMS, Supervised, read_conf
 from tests.support import ROOT, Subscriber, call, wait_for, wait_ready
 

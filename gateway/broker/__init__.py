@@ -93,10 +93,10 @@ def open_broker(config: Config) -> Broker:
     """The broker named by `config.gateway.broker`; BrokerUnavailable when it cannot run here."""
     # Imported lazily: the xtquant adapter must not be touched when the simulator is chosen.
     if config.gateway.broker == "xtquant":
-        from gateway.broker.xtquant import XtQuantBroker
+        from qmtbus.gateway.broker.xtquant import XtQuantBroker
 
         return XtQuantBroker(config)
-    from gateway.broker.sim.broker import SimBroker
+    from qmtbus.gateway.broker.sim.broker import SimBroker
 
     return SimBroker(config)
 

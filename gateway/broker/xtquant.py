@@ -12,9 +12,9 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
-from gateway.broker import BrokerUnavailable, Instrument, NotSupported, TickSink
-from gateway.broker.sessions import SessionIds
-from gateway.broker.xtquote import XtQuoteFeed
+from qmtbus.gateway.broker import BrokerUnavailable, Instrument, NotSupported, TickSink
+from qmtbus.gateway.broker.sessions import SessionIds
+from qmtbus.gateway.broker.xtquote import XtQuoteFeed
 
 if TYPE_CHECKING:
     from qmtbus.config import Config

@@ -16,7 +16,7 @@ import logging
 import threading
 from typing import Any
 
-from gateway.broker import TickSink
+from qmtbus.gateway.broker import TickSink
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ if denial is None:
     gate.record(order, book)       # then send it
 """
 
-from gateway.risk.gate import Denial, RiskGate, TokenBucket
-from gateway.risk.rules import RULE_NAMES, BookView, InstrumentLike, order_notional
-from gateway.risk.state import trading_day
+from qmtbus.gateway.risk.gate import Denial, RiskGate, TokenBucket
+from qmtbus.gateway.risk.rules import RULE_NAMES, BookView, InstrumentLike, order_notional
+from qmtbus.gateway.risk.state import trading_day
 
 __all__ = [
     "RULE_NAMES",

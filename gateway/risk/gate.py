@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
 
-from gateway import ashare
-from gateway.risk.rules import RULES, BookView, Ctx, order_notional, trading_state
-from gateway.risk.state import load_state, save_state, trading_day
 from qmtbus.config import RiskConfig
+from qmtbus.gateway import ashare
+from qmtbus.gateway.risk.rules import RULES, BookView, Ctx, order_notional, trading_state
+from qmtbus.gateway.risk.state import load_state, save_state, trading_day
 from qmtbus.protocol import PlaceOrder, TradingState
 
 log = logging.getLogger(__name__)

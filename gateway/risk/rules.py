@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Protocol
 
-from gateway import ashare
-from gateway.risk.state import Totals
 from qmtbus.config import RiskConfig
+from qmtbus.gateway import ashare
+from qmtbus.gateway.risk.state import Totals
 from qmtbus.protocol import FIX_PRICE, STOCK_BUY, PlaceOrder, TradingState
 
 # Float noise allowance for prices and money compared with a limit: far below a tick or a fen.

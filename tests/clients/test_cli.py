@@ -12,10 +12,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from gateway.ashare import round_price
-from gateway.broker.sim.market import initial_price
 from qmtbus import protocol
 from qmtbus.config import SimConfig
+from qmtbus.gateway.ashare import round_price
+from qmtbus.gateway.broker.sim.market import initial_price
 from tests.support import Proc, Stack, free_port, start_gateway, wait_for
 
 CODE = "600000.SH"

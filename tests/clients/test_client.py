@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from gateway.ashare import round_price
-from gateway.broker.sim.market import initial_price
 from qmtbus import (
     Gateway,
     GatewayError,
@@ -22,6 +20,8 @@ from qmtbus import (
     protocol,
 )
 from qmtbus.config import SimConfig, load_config
+from qmtbus.gateway.ashare import round_price
+from qmtbus.gateway.broker.sim.market import initial_price
 from tests.support import Proc, Stack, free_port, start_gateway, wait_for
 
 CODE = "600000.SH"

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from gateway.ashare import round_price
-from gateway.broker.sim.market import initial_price
 from qmtbus import Gateway, GatewayUnreachable, protocol
 from qmtbus.config import SimConfig
+from qmtbus.gateway.ashare import round_price
+from qmtbus.gateway.broker.sim.market import initial_price
 from tests.support import Proc, Stack, start_gateway, wait_for
 
 CODE = "600000.SH"
@@ -28,7 +28,7 @@ def last_price() -> float:
 
 def orders_received(stack: Stack, client_order_id: str) -> int:
     """How many order requests with this remark the simulated broker ever got."""
-    from gateway.broker.sim.ledger import read_ledger
+    from qmtbus.gateway.broker.sim.ledger import read_ledger
 
     ledger = read_ledger(stack.data_dir)
     return sum(1 for o in ledger.orders_received if o["order_remark"] == client_order_id)

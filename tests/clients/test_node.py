@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from gateway.broker.sim.ledger import read_ledger
-from gateway.broker.sim.market import initial_price
 from qmtbus import protocol
 from qmtbus.config import SimConfig
+from qmtbus.gateway.broker.sim.ledger import read_ledger
+from qmtbus.gateway.broker.sim.market import initial_price
 from tests.support import ROOT, Proc, Stack, call, free_port, start_gateway, wait_for
 
 NODE_DIR = ROOT / "clients" / "node"

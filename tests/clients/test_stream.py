@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import zmq
 
-from gateway.ashare import round_price
-from gateway.broker.sim.market import initial_price
 from qmtbus import AsyncEventStream, EventStream, Gateway, GatewaySilent, QuoteStream, protocol
 from qmtbus.config import SimConfig
+from qmtbus.gateway.ashare import round_price
+from qmtbus.gateway.broker.sim.market import initial_price
 from qmtbus.stream import Gap, Sequencer
 from tests.support import Proc, Stack, free_port, start_gateway, wait_for
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.ashare import round_price
-from gateway.broker.sim.market import initial_price
 from qmtbus import protocol as p
 from qmtbus.config import SimConfig
+from qmtbus.gateway.ashare import round_price
+from qmtbus.gateway.broker.sim.market import initial_price
 from tests.support import Proc, Stack, Subscriber, start_gateway
 
 CODE = "600000.SH"

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.broker.sim.broker import SimBroker
-from gateway.broker.sim.hours import SHANGHAI
-from gateway.broker.sim.trader import SimTrader
 from qmtbus.config import Config, GatewayConfig, SimConfig
+from qmtbus.gateway.broker.sim.broker import SimBroker
+from qmtbus.gateway.broker.sim.hours import SHANGHAI
+from qmtbus.gateway.broker.sim.trader import SimTrader
 from qmtbus.protocol import SimFault, SimSetPrice
 
 CODE = "600000.SH"

@@ -17,8 +17,8 @@ import pytest
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from gateway.broker.sim.ledger import read_ledger
 from qmtbus import protocol as p
+from qmtbus.gateway.broker.sim.ledger import read_ledger
 from tests.gateway.conftest import order
 from tests.support import Stack, start_gateway, wait_for
 

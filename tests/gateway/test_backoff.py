@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from gateway.lifecycle import Backoff
+from qmtbus.gateway.lifecycle import Backoff
 
 
 def test_given_repeated_failures_then_delays_double_up_to_the_cap_with_jitter() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker import BrokerUnavailable, Instrument, open_broker
-from gateway.broker.sessions import SessionIds
 from qmtbus.config import Config, GatewayConfig, SimConfig, XtQuantConfig
+from qmtbus.gateway.broker import BrokerUnavailable, Instrument, open_broker
+from qmtbus.gateway.broker.sessions import SessionIds
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="on Windows the real broker may open")

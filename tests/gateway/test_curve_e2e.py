@@ -20,9 +20,9 @@ import pytest
 import zmq
 import zmq.auth
 
-from gateway.broker.sim.ledger import read_ledger
 from qmtbus import Gateway, GatewayUnreachable
 from qmtbus import protocol as p
+from qmtbus.gateway.broker.sim.ledger import read_ledger
 from qmtbus.keys import main_new
 from tests.gateway.conftest import order, price
 from tests.support import Proc, Stack, Subscriber, free_port, wait_for
@@ -268,7 +268,7 @@ def test_given_bind_beyond_loopback_without_curve_then_refused_and_with_curve_th
     plain = stack.dir / "plain.toml"
     plain.write_text(stack.config_path.read_text().replace("curve = true", "curve = false"))
     result = subprocess.run(
-        [sys.executable, "-m", "gateway", "--config", str(plain)],
+        [sys.executable, "-m", "qmtbus.gateway", "--config", str(plain)],
         cwd=stack.dir,
         capture_output=True,
         text=True,

@@ -23,10 +23,10 @@ import msgspec
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from gateway import commands
-from gateway.broker.sim.ledger import read_ledger
 from qmtbus import protocol as p
 from qmtbus.config import Config, GatewayConfig
+from qmtbus.gateway import commands
+from qmtbus.gateway.broker.sim.ledger import read_ledger
 from tests.support import Proc, Stack, call
 
 DECODE_ERRORS = {p.BAD_REQUEST, p.UNKNOWN_TYPE}

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from gateway import journal as journal_module
-from gateway.journal import MAGIC, EpochInfo, Journal, NotHeld, new_epoch_name
+from qmtbus.gateway import journal as journal_module
+from qmtbus.gateway.journal import MAGIC, EpochInfo, Journal, NotHeld, new_epoch_name
 from tests.support import ROOT
 
 BIG = 1 << 40
@@ -141,7 +141,7 @@ def test_given_kill_9_after_flush_then_flushed_events_survive(tmp_path: Path) ->
     script = f"""
 import os, signal
 from pathlib import Path
-from gateway.journal import Journal
+from qmtbus.gateway.journal import Journal
 j = Journal(Path({str(tmp_path)!r}), fsync_interval=3600, max_age_days=7,
             max_bytes={BIG}, segment_bytes=1 << 20)
 for seq in range(1, 1001):

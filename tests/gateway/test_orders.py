@@ -6,8 +6,8 @@ import datetime as dt
 
 import msgspec
 
-from gateway.broker.sim.ledger import read_ledger
 from qmtbus import protocol as p
+from qmtbus.gateway.broker.sim.ledger import read_ledger
 from tests.gateway.conftest import CODE, order, price, start_listened
 from tests.support import Proc, Stack, Subscriber, start_gateway, wait_for
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 import zmq
 
-from gateway.broker.sim.ticks import LOT
 from qmtbus import protocol as p
+from qmtbus.gateway.broker.sim.ticks import LOT
 from tests.gateway.conftest import CODE, price
 from tests.support import Proc, Stack, Subscriber, start_gateway, wait_for
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from gateway.risk import RULE_NAMES, Denial, RiskGate
-from gateway.risk.state import SHANGHAI
 from qmtbus.config import RiskConfig
+from qmtbus.gateway.risk import RULE_NAMES, Denial, RiskGate
+from qmtbus.gateway.risk.state import SHANGHAI
 from qmtbus.protocol import FIX_PRICE, LATEST_PRICE, STOCK_BUY, STOCK_SELL, PlaceOrder
 
 # Tuesday 2026-11-24, 10:00 in Shanghai: continuous trading.

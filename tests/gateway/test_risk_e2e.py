@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import zmq
 
-from gateway.broker.sim.broker import SimBroker
-from gateway.broker.sim.ledger import read_ledger
 from qmtbus import protocol as p
 from qmtbus.config import load_config
+from qmtbus.gateway.broker.sim.broker import SimBroker
+from qmtbus.gateway.broker.sim.ledger import read_ledger
 from tests.gateway.conftest import CODE, order, price, start_listened
 from tests.gateway.sim_support import DAY, Clock, Sim, response_for, wait_status
 from tests.support import Proc, Stack, Subscriber, start_gateway

@@ -6,9 +6,9 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from gateway.risk import RiskGate, trading_day
-from gateway.risk.state import SHANGHAI
 from qmtbus.config import RiskConfig
+from qmtbus.gateway.risk import RiskGate, trading_day
+from qmtbus.gateway.risk.state import SHANGHAI
 from qmtbus.protocol import LATEST_PRICE, PlaceOrder
 from tests.gateway.test_risk import Book, Clock, buy, denied, make_gate, passes, sell
 

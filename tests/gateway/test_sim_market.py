@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from gateway import ashare
-from gateway.broker.sim.hours import SHANGHAI
+from qmtbus.gateway import ashare
+from qmtbus.gateway.broker.sim.hours import SHANGHAI
 from tests.gateway.sim_support import (
     BUY,
     CODE,

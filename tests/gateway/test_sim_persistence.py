@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from gateway.broker import BrokerUnavailable
-from gateway.broker.sim.broker import SimBroker
-from gateway.broker.sim.ledger import read_ledger
+from qmtbus.gateway.broker import BrokerUnavailable
+from qmtbus.gateway.broker.sim.broker import SimBroker
+from qmtbus.gateway.broker.sim.ledger import read_ledger
 from tests.gateway.sim_support import (
     CODE,
     TUESDAY_10AM,
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # A gateway stand-in: opens the simulator, trades, reports, then waits to be killed.
 CHILD = r"""
 import json, sys
-from gateway.broker.sim.broker import SimBroker
+from qmtbus.gateway.broker.sim.broker import SimBroker
 from qmtbus.config import Config, GatewayConfig, SimConfig
 
 data_dir, now = sys.argv[1], float(sys.argv[2])

@@ -8,9 +8,9 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from gateway.broker.sim.hours import SHANGHAI
-from gateway.broker.sim.market import is_stock_code
-from gateway.broker.sim.ticks import LOT
+from qmtbus.gateway.broker.sim.hours import SHANGHAI
+from qmtbus.gateway.broker.sim.market import is_stock_code
+from qmtbus.gateway.broker.sim.ticks import LOT
 from tests.gateway.sim_support import (
     CODE,
     DAY,

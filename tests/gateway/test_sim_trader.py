@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gateway.broker.sim.trader import SimTrader
+from qmtbus.gateway.broker.sim.trader import SimTrader
 from tests.gateway.sim_support import (
     CODE,
     Call,
@@ -171,7 +171,7 @@ def test_given_disconnect_fault_then_on_disconnected_and_the_old_trader_fails_ev
 
 
 def test_given_wrong_account_then_subscribe_fails_and_queries_are_empty(tmp_path: Path) -> None:
-    from gateway.broker.sim.objects import StockAccount
+    from qmtbus.gateway.broker.sim.objects import StockAccount
 
     with open_sim(tmp_path) as sim:
         trader, _ = sim.session(subscribe=False)
@@ -198,7 +198,7 @@ def test_constructor_sets_a_fresh_event_loop_as_the_calling_threads_loop(
 
 
 def test_stock_account_look_alike_has_account_type_two() -> None:
-    from gateway.broker.sim.objects import StockAccount
+    from qmtbus.gateway.broker.sim.objects import StockAccount
 
     account = StockAccount("123", "STOCK")
     assert (account.account_id, account.account_type) == ("123", 2)

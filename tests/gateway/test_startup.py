@@ -17,7 +17,7 @@ def _run_gateway(
     args: list[str], cwd: Path, timeout: float = 20
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway", *args],
+        [sys.executable, "-m", "qmtbus.gateway", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -81,7 +81,7 @@ def test_given_no_config_then_runs_on_sim_with_defaults_and_state_under_data(
     stack = Stack(tmp_path / "defaults")
     stack.events_address, stack.commands_address = "tcp://127.0.0.1:7101", "tcp://127.0.0.1:7102"
     stack.config_path.unlink()
-    proc = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=stack.dir)
+    proc = subprocess.Popen([sys.executable, "-m", "qmtbus.gateway"], cwd=stack.dir)
     try:
         status = wait_for(lambda: _status_or_none(stack), 20, "default gateway ready")
         assert status.broker == "sim"

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from gateway.window import SHANGHAI, Window
 from qmtbus.config import WindowConfig
+from qmtbus.gateway.window import SHANGHAI, Window
 
 WINDOW = Window(WindowConfig(always_open=False))
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from gateway.broker.sim import objects
-from gateway.broker.sim.trader import SimTrader
+from qmtbus.gateway.broker.sim import objects
+from qmtbus.gateway.broker.sim.trader import SimTrader
 
 METHODS = [
     "__init__",

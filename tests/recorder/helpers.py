@@ -15,7 +15,7 @@ STARTED: list[Proc] = []  # every recorder a test started; conftest kills leftov
 
 
 def start_recorder(stack: Stack, timeout: float = 20.0) -> Proc:
-    """A real `python -m recorder`, started and answering on its query endpoint."""
+    """A real `python -m qmtbus.recorder`, started and answering on its query endpoint."""
     proc = Proc("recorder", stack).start()
     STARTED.append(proc)
     wait_endpoint(stack, proc, timeout)

@@ -9,9 +9,9 @@ import duckdb
 import pytest
 
 from qmtbus import protocol
-from recorder import schema
-from recorder.state import Committed
-from recorder.writer import Batch, Database, Writer
+from qmtbus.recorder import schema
+from qmtbus.recorder.state import Committed
+from qmtbus.recorder.writer import Batch, Database, Writer
 
 E = "20261124T010000Z-view00"
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.ashare import round_price
-from gateway.broker.sim.market import initial_price
 from qmtbus.config import SimConfig
+from qmtbus.gateway.ashare import round_price
+from qmtbus.gateway.broker.sim.market import initial_price
 from tests.support import Stack
 
 CODE = "600000.SH"

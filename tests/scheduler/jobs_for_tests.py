@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scheduler import JobContext
+from qmtbus.scheduler import JobContext
 
 NOT_A_FUNCTION = 42
 

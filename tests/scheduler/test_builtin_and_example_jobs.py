@@ -14,8 +14,8 @@ from examples.jobs import buy_small
 from qmtbus import Gateway, protocol
 from qmtbus.calendar import SHANGHAI
 from qmtbus.config import load_config
-from scheduler import JobContext
-from scheduler.builtin import PreOpenCheckFailed, after_close_snapshot, pre_open_check
+from qmtbus.scheduler import JobContext
+from qmtbus.scheduler.builtin import PreOpenCheckFailed, after_close_snapshot, pre_open_check
 from tests.scheduler.conftest import CODE, price
 from tests.support import Stack, free_port
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from qmtbus.calendar import SHANGHAI, CalendarExpired, TradingCalendar
-from scheduler.schedule import CronError, Schedule, parse_cron
+from qmtbus.scheduler.schedule import CronError, Schedule, parse_cron
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""A real `python -m scheduler` next to a real gateway: jobs run at their second, trade
+"""A real `python -m qmtbus.scheduler` next to a real gateway: jobs run at their second, trade
 through the client, report every outcome on the bus, and run at most once across kill -9."""
 
 from __future__ import annotations

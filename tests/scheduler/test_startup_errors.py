@@ -1,4 +1,4 @@
-"""A bad job entry stops `python -m scheduler` before anything runs, with one sentence that
+"""A bad job entry stops `python -m qmtbus.scheduler` before anything runs, with one sentence that
 names the job and says what to fix (stderr `error: ...`, exit code 2)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ JOBS = "tests.scheduler.jobs_for_tests"
 def start_scheduler(stack: Stack, *jobs: dict[str, Any], **scheduler: Any) -> tuple[int, str]:
     stack.write_config(scheduler={"jobs": list(jobs), **scheduler})
     done = subprocess.run(
-        [sys.executable, "-m", "scheduler", "--config", str(stack.config_path)],
+        [sys.executable, "-m", "qmtbus.scheduler", "--config", str(stack.config_path)],
         cwd=stack.dir,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from qmtbus.calendar import SHANGHAI
-from scheduler.state import StateFile, StateLocked
+from qmtbus.scheduler.state import StateFile, StateLocked
 
 T0 = dt.datetime(2026, 11, 24, 9, 0, tzinfo=SHANGHAI)
 LAST_DAY = dt.date(2026, 12, 31)

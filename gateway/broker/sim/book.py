@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Literal, NamedTuple
 
-from gateway import ashare
-from gateway.broker.sim import objects as xt
-from gateway.broker.sim import rules, views
-from gateway.broker.sim.market import Market, Quote, to_mils, to_yuan
-from gateway.broker.sim.store import (
+from qmtbus.gateway import ashare
+from qmtbus.gateway.broker.sim import objects as xt
+from qmtbus.gateway.broker.sim import rules, views
+from qmtbus.gateway.broker.sim.market import Market, Quote, to_mils, to_yuan
+from qmtbus.gateway.broker.sim.store import (
     Cash,
     OrderState,
     PositionState,

@@ -7,11 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from gateway.broker import BrokerUnavailable, Instrument, TickSink
-from gateway.broker.sessions import SessionIds
-from gateway.broker.sim.objects import StockAccount
-from gateway.broker.sim.terminal import SimTerminal
-from gateway.broker.sim.trader import SimTrader
+from qmtbus.gateway.broker import BrokerUnavailable, Instrument, TickSink
+from qmtbus.gateway.broker.sessions import SessionIds
+from qmtbus.gateway.broker.sim.objects import StockAccount
+from qmtbus.gateway.broker.sim.terminal import SimTerminal
+from qmtbus.gateway.broker.sim.trader import SimTrader
 from qmtbus.protocol import SimFault, SimSetPrice
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from gateway import ashare
+from qmtbus.gateway import ashare
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 

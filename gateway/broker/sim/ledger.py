@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.broker.sim.store import segments
+from qmtbus.gateway.broker.sim.store import segments
 
 
 @dataclass

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
 
-from gateway import ashare
-from gateway.broker import Instrument
+from qmtbus.gateway import ashare
+from qmtbus.gateway.broker import Instrument
 
 MILS = 1000
 # The simulator's universe: the number ranges the exchanges issue to A-share stocks and

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway import ashare
-from gateway.broker.sim import objects as xt
-from gateway.broker.sim.market import Quote, is_stock_code, to_mils, to_yuan
+from qmtbus.gateway import ashare
+from qmtbus.gateway.broker.sim import objects as xt
+from qmtbus.gateway.broker.sim.market import Quote, is_stock_code, to_mils, to_yuan
 
 ERR_BAD_PARAMETER = 1001
 ERR_MARKET_CLOSED = 1002

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import msgspec
 
-from gateway.broker import BrokerUnavailable
+from qmtbus.gateway.broker import BrokerUnavailable
 
 
 class Snapshot(msgspec.Struct, tag="snapshot", kw_only=True):

@@ -17,17 +17,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway import ashare
-from gateway.broker import BrokerUnavailable, Instrument
-from gateway.broker.sim import hours, ticks
-from gateway.broker.sim import objects as xt
-from gateway.broker.sim.book import Book, Fault, Push
-from gateway.broker.sim.market import Market, is_stock_code, to_yuan
-from gateway.broker.sim.store import Store
+from qmtbus.gateway import ashare
+from qmtbus.gateway.broker import BrokerUnavailable, Instrument
+from qmtbus.gateway.broker.sim import hours, ticks
+from qmtbus.gateway.broker.sim import objects as xt
+from qmtbus.gateway.broker.sim.book import Book, Fault, Push
+from qmtbus.gateway.broker.sim.market import Market, is_stock_code, to_yuan
+from qmtbus.gateway.broker.sim.store import Store
 
 if TYPE_CHECKING:
-    from gateway.broker.sim.trader import SimTrader
     from qmtbus.config import SimConfig
+    from qmtbus.gateway.broker.sim.trader import SimTrader
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.broker.sim.market import Quote, to_yuan
+from qmtbus.gateway.broker.sim.market import Quote, to_yuan
 
 LEVELS = 5
 LOT = 100

@@ -16,9 +16,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from gateway.broker.sim import objects as xt
-from gateway.broker.sim import terminal as terminals
-from gateway.broker.sim.book import Book
+from qmtbus.gateway.broker.sim import objects as xt
+from qmtbus.gateway.broker.sim import terminal as terminals
+from qmtbus.gateway.broker.sim.book import Book
 
 log = logging.getLogger(__name__)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.broker.sim import objects as xt
-from gateway.broker.sim.market import instrument_name, to_yuan
-from gateway.broker.sim.store import OrderState, PositionState, TradeRecord
+from qmtbus.gateway.broker.sim import objects as xt
+from qmtbus.gateway.broker.sim.market import instrument_name, to_yuan
+from qmtbus.gateway.broker.sim.store import OrderState, PositionState, TradeRecord
 
 
 def secu_account(stock_code: str) -> str:
