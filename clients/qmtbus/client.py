@@ -311,7 +311,7 @@ def order_command(
         stock_code=stock_code,
         order_type=order_type,  # type: ignore[arg-type]  # checked by the gateway
         order_volume=order_volume,
-        price_type=price_type,
+        price_type=price_type,  # type: ignore[arg-type]  # checked by the gateway
         price=price,
         strategy_name=strategy_name,
     )
