@@ -111,6 +111,12 @@ class Database:
     def _lock_down(self, con: duckdb.DuckDBPyConnection) -> None:
         """No file but the database's own (and the private folder): external access off and
         the configuration locked, for every connection, the SQL endpoint's included."""
+        locked, external = con.execute(
+            "SELECT current_setting('lock_configuration'), "
+            "current_setting('enable_external_access')"
+        ).fetchall()[0]
+        if locked and not external:
+            return  # the database outlived a reopen (a cursor still held it): already done
         try:
             # ICU ships inside the duckdb wheel; without it timestamps would show in UTC
             con.execute(f"SET GLOBAL TimeZone = '{schema.TIME_ZONE}'")
