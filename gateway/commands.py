@@ -77,12 +77,14 @@ class _BadRequest(Exception):
 def _decode(payload: bytes, json: bool) -> p.Command:
     decoder = p.command_json_decoder if json else p.command_msgpack_decoder
     try:
-        return decoder.decode(payload)
+        cmd = decoder.decode(payload)
     except msgspec.ValidationError as err:
         text = str(err)
         if text.startswith("Invalid value") and text.endswith("at `$.type`"):
             return_type = text.split("'")[1] if "'" in text else "?"
             raise _BadRequest(p.UNKNOWN_TYPE, f"unknown request type {return_type!r}") from None
+        if text.endswith("at `$.price_type`"):
+            text += f"; {PRICE_TYPES}"
         raise _BadRequest(p.BAD_REQUEST, f"bad request: {text}") from None
     except msgspec.DecodeError as err:
         kind = "JSON" if json else "MessagePack"
@@ -92,6 +94,24 @@ def _decode(payload: bytes, json: bool) -> p.Command:
         raise _BadRequest(
             p.BAD_REQUEST, "request nests lists or maps too deeply; flatten it"
         ) from None
+    _check(cmd)
+    return cmd
+
+
+PRICE_TYPES = (
+    "price_type is one of 5 (LATEST_PRICE), 11 (FIX_PRICE) or 42-48 (the exchanges' market "
+    "orders, xtconstant MARKET_*)"
+)
+
+
+def _check(cmd: p.Command) -> None:
+    """What the field types cannot say: checked before anything (the risk gate included)
+    looks at the request."""
+    if isinstance(cmd, p.PlaceOrder) and cmd.price_type == p.FIX_PRICE and not cmd.price > 0:
+        raise _BadRequest(
+            p.BAD_REQUEST,
+            "bad request: price must be > 0 for price_type 11 (FIX_PRICE) - at `$.price`",
+        )
 
 
 def dispatch(server: Server, envelope: list[bytes], json: bool, cmd: p.Command) -> None:
@@ -167,7 +187,12 @@ def _set_trading(server: Server, cmd: p.Halt | p.ReduceOnly | p.Resume) -> Any:
 
 
 def _note(server: Server, cmd: p.PublishNote) -> Any:
-    size = len(p.msgpack_encoder.encode(cmd.data))
+    try:
+        size = len(p.msgpack_encoder.encode(cmd.data))
+    except (msgspec.EncodeError, OverflowError, TypeError, ValueError) as err:
+        # JSON lets an integer be any size; the bus carries 64 bits
+        message = f"bad request: note data cannot be sent on the bus ({err}) - at `$.data`"
+        return p.ErrorReply(code=p.BAD_REQUEST, message=message)
     if size > MAX_NOTE_BYTES:
         message = f"note data is {size} bytes encoded; the limit is {MAX_NOTE_BYTES}"
         return p.ErrorReply(code=p.TOO_LARGE, message=message)

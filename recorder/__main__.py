@@ -22,7 +22,7 @@ import zmq
 from qmtbus.config import Config, ConfigError, config_path, load_config
 from qmtbus.recorder.ingest import Ingest
 from qmtbus.recorder.query import QueryServer
-from qmtbus.recorder.snapshot import Snapshotter
+from qmtbus.recorder.snapshot import Snapshotter, private_dir
 from qmtbus.recorder.state import Committed
 from qmtbus.recorder.ticks import TickRecorder
 from qmtbus.recorder.writer import Database, DatabaseError, DatabaseLocked, Writer
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         # a file-size limit must surface as a write error we retry, not kill the process
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
-        db = Database(config.recorder.database)
+        db = Database(config.recorder.database, private_dir(config.recorder.snapshot_path))
         db.setup()
     except (DatabaseLocked, DatabaseError) as err:
         return _fail(str(err))

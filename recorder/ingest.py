@@ -21,6 +21,7 @@ import zmq
 from qmtbus import Gateway, GatewayError, protocol
 from qmtbus.client import client_curve
 from qmtbus.config import Config
+from qmtbus.keys import secure_client
 from qmtbus.recorder import schema
 from qmtbus.recorder.state import Committed
 from qmtbus.recorder.writer import Batch, Writer, bad_row, gap_row
@@ -88,11 +89,7 @@ class Ingest:
         self.sock: zmq.Socket[Any] = (context or zmq.Context.instance()).socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.RCVHWM, SUB_HWM)
-        curve = client_curve(config)
-        if curve is not None:
-            self.sock.curve_publickey = curve.public
-            self.sock.curve_secretkey = curve.secret
-            self.sock.curve_serverkey = curve.server
+        secure_client(self.sock, client_curve(config))
         self.sock.setsockopt(zmq.SUBSCRIBE, b"")
         self.sock.connect(config.gateway.events_address)
 

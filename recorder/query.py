@@ -1,20 +1,33 @@
 """The analysts' SQL endpoint: a ROUTER on recorder.query_address answering SqlQuery and
 RecorderStatusQuery, each query run read-only on its own cursor in a worker thread.
 
-Why reads are guaranteed: a statement must parse (DuckDB's own parser,
-`extract_statements`) as exactly one SELECT-type statement (SELECT, WITH,
-VALUES, SHOW, DESCRIBE, SUMMARIZE, FROM ...) or EXPLAIN, and it runs inside
-`BEGIN TRANSACTION READ ONLY`, in which DuckDB refuses any write (even
-`nextval`). A read-only open of the file is impossible in-process (DuckDB
-allows one configuration per file), and a snapshot would be seconds old.
-Queries never block the writer: DuckDB readers work on their own MVCC
-snapshot. A query running longer than QUERY_TIMEOUT is interrupted.
+What an analyst can do here is read the recorder's tables and views, nothing else:
+
+- the database itself has external access off and its configuration locked
+  (recorder/writer.py): no file but its own can be read or written, no
+  setting changed, no extension installed or loaded, nothing attached;
+- a statement must parse (DuckDB's own parser, `extract_statements`) as exactly
+  one SELECT-type statement (SELECT, WITH, VALUES, SHOW, DESCRIBE, SUMMARIZE,
+  FROM ...), or EXPLAIN [ANALYZE] of one; the EXPLAIN we run is rebuilt from
+  the SELECT we checked;
+- its parse tree (`json_serialize_sql`) may call only table functions in
+  TABLE_FUNCTIONS (no read_csv, read_text, glob, query, checkpoint ...) and name
+  no file as a table;
+- it runs inside `BEGIN TRANSACTION READ ONLY`, in which DuckDB refuses any
+  write (even `nextval`).
+
+A read-only open of the file is impossible in-process (DuckDB allows one
+configuration per file), and a snapshot would be seconds old. Queries never
+block the writer: DuckDB readers work on their own MVCC snapshot. A query
+running longer than QUERY_TIMEOUT is interrupted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -35,7 +48,60 @@ QUERY_TIMEOUT = 60.0  # seconds before a query is interrupted
 WORKERS = 2  # queries running at once (the machine has few cores; ingest comes first)
 MAX_WAITING = 16  # queries queued beyond that are answered BUSY
 
-READ_TYPES = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
+# Table functions that only compute or describe the database; everything else (file
+# readers, glob, query/query_table's SQL in a string, checkpoint, logging, secrets) is refused.
+TABLE_FUNCTIONS = frozenset(
+    {
+        "range",
+        "generate_series",
+        "unnest",
+        "repeat",
+        "repeat_row",
+        "json_each",
+        "json_tree",
+        "histogram",
+        "histogram_values",
+        "duckdb_columns",
+        "duckdb_constraints",
+        "duckdb_databases",
+        "duckdb_dependencies",
+        "duckdb_functions",
+        "duckdb_indexes",
+        "duckdb_keywords",
+        "duckdb_memory",
+        "duckdb_schemas",
+        "duckdb_sequences",
+        "duckdb_settings",
+        "duckdb_tables",
+        "duckdb_types",
+        "duckdb_views",
+        "pragma_table_info",
+        "table_info",
+        "pragma_show",
+        "show",
+        "show_tables",
+        "show_tables_expanded",
+        "show_databases",
+        "summary",
+        "pragma_database_size",
+        "database_size",
+        "pragma_storage_info",
+        "storage_info",
+        "pragma_version",
+        "version",
+        "pragma_platform",
+        "platform",
+        "pragma_collations",
+        "collations",
+        "icu_calendar_names",
+        "pg_timezone_names",
+    }
+)
+# EXPLAIN [ANALYZE] after any leading comments; the rest must be one SELECT
+_EXPLAIN = re.compile(
+    r"\A(?:\s|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*EXPLAIN\s+(?:(ANALY[SZ]E)\s+)?(.*)\Z",
+    re.IGNORECASE | re.DOTALL,
+)
 _TEMPORAL = ("TIMESTAMP", "DATE", "TIME", "INTERVAL")
 _AS_TEXT = ("UUID", "INTERVAL", "BIT", "ENUM", "VARINT", "BIGNUM", "UNION")
 _BIG_INTS = ("HUGEINT", "UHUGEINT", "UBIGINT")
@@ -161,24 +227,15 @@ class QueryServer:
 def run_sql(db: Database, sql: str, limit: int) -> protocol.SqlResult | protocol.ErrorReply:
     """Run one read-only statement; at most `limit` rows, `truncated` when there were more."""
     with db.cursor() as cur:
-        try:
-            statements = cur.extract_statements(sql)
-        except duckdb.Error as err:
-            return _bad(str(err))
-        if len(statements) != 1:
-            return _bad(f"send exactly one SQL statement per query (got {len(statements)})")
-        statement = statements[0]
-        if statement.type not in READ_TYPES:
-            return _bad(
-                f"only reads are allowed (SELECT, WITH, FROM, SHOW, DESCRIBE, SUMMARIZE, "
-                f"EXPLAIN); got {statement.type.name}"
-            )
+        checked = check_read(cur, sql)
+        if isinstance(checked, protocol.ErrorReply):
+            return checked
         timer = threading.Timer(QUERY_TIMEOUT, cur.interrupt)
         timer.daemon = True
         try:
             cur.execute("BEGIN TRANSACTION READ ONLY")
             timer.start()
-            rel = cur.sql(statement.query)
+            rel = cur.sql(checked)
             columns = list(rel.columns)
             types = [str(t) for t in rel.types]
             exprs = [
@@ -202,6 +259,78 @@ def run_sql(db: Database, sql: str, limit: int) -> protocol.SqlResult | protocol
             if row[i] is not None and not -(2**63) <= row[i] < 2**64:
                 row[i] = str(row[i])
     return protocol.SqlResult(columns=columns, types=types, rows=out, truncated=truncated)
+
+
+ONLY_READS = (
+    "only reads of the recorder's tables and views are allowed (SELECT, WITH, FROM, "
+    "SHOW, DESCRIBE, SUMMARIZE, EXPLAIN [ANALYZE] SELECT); for more, open the snapshot "
+    "file in your own DuckDB (docs/recorder.md)"
+)
+
+
+def check_read(cur: duckdb.DuckDBPyConnection, sql: str) -> str | protocol.ErrorReply:
+    """The statement to run when `sql` is one read of the recorder's own data, else the
+    BAD_REQUEST that says why not."""
+    one = _one_statement(cur, sql)
+    if isinstance(one, protocol.ErrorReply):
+        return one
+    if one.type == duckdb.StatementType.EXPLAIN:
+        match = _EXPLAIN.match(one.query)
+        inner = _one_statement(cur, match.group(2)) if match else None
+        if inner is None or isinstance(inner, protocol.ErrorReply):
+            return _bad(f"EXPLAIN [ANALYZE] takes one SELECT; {ONLY_READS}")
+        if inner.type != duckdb.StatementType.SELECT:
+            return _bad(f"EXPLAIN of {inner.type.name} is refused; {ONLY_READS}")
+        assert match is not None
+        select = inner.query
+        # rebuilt, so what runs is exactly the SELECT checked below
+        run = f"EXPLAIN ANALYZE {select}" if match.group(1) else f"EXPLAIN {select}"
+    elif one.type == duckdb.StatementType.SELECT:
+        select = run = one.query
+    else:
+        return _bad(f"{one.type.name} is refused; {ONLY_READS}")
+    refused = _outside_reads(cur, select)
+    return _bad(f"{refused}; {ONLY_READS}") if refused else run
+
+
+def _one_statement(cur: duckdb.DuckDBPyConnection, sql: str) -> Any:
+    try:
+        statements = cur.extract_statements(sql)
+    except duckdb.Error as err:
+        return _bad(str(err))
+    if len(statements) != 1:
+        return _bad(f"send exactly one SQL statement per query (got {len(statements)})")
+    return statements[0]
+
+
+def _outside_reads(cur: duckdb.DuckDBPyConnection, select: str) -> str:
+    """What in the SELECT's parse tree reaches beyond the recorder's tables ("" if nothing)."""
+    try:
+        text = cur.execute("SELECT json_serialize_sql(?)", [select]).fetchall()[0][0]
+        tree = json.loads(text)
+    except (duckdb.Error, ValueError) as err:
+        return f"the statement cannot be checked ({err})"
+    if tree.get("error"):
+        return f"the statement cannot be checked ({tree.get('error_message', '')})"
+    stack: list[Any] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        kind = node.get("type")
+        if kind == "TABLE_FUNCTION":
+            name = str((node.get("function") or {}).get("function_name", "")).lower()
+            if name not in TABLE_FUNCTIONS:
+                return f"the table function {name}() is refused"
+        elif kind in ("BASE_TABLE", "SHOW_REF"):
+            name = str(node.get("table_name", ""))
+            if any(c in name for c in "/\\:."):
+                return f"{name!r} names a file, not one of the recorder's tables"
+        stack.extend(node.values())
+    return ""
 
 
 def _wire_expr(position: int, name: str, kind: str) -> str:

@@ -2,7 +2,8 @@
 
 DuckDB lets no other process open the recorder's file while it runs, not even
 read-only. The snapshot is a separate file anyone may open (duckdb CLI,
-Python, DBeaver). A private staging file is kept up to date (in full with
+Python, DBeaver). A private staging file (in its own folder, the one the
+database may write besides its own file) is kept up to date (in full with
 ATTACH + COPY FROM DATABASE at start, then only the rows committed since, by
 each epoch's progress), closed, copied to a temporary file and renamed over
 the snapshot, so a reader sees either the old or the new copy, whole. Each
@@ -35,6 +36,13 @@ REPLACED = ("progress", "bad_events", "gaps", "order_status_names")
 MAX_SHARE = 0.1
 
 
+def private_dir(snapshot_path: str | os.PathLike[str]) -> Path:
+    """The folder of the staging file: the only place, besides its own file, the recorder's
+    database may write (external access is otherwise off; recorder/writer.py)."""
+    path = Path(snapshot_path)
+    return path.with_name(f".{path.name}.private")
+
+
 class Snapshotter:
     """Refreshes the snapshot file on its own thread while anything new was committed."""
 
@@ -43,7 +51,7 @@ class Snapshotter:
         self.interval = interval
         self.db = db
         self.committed = committed
-        self.staging = self.path.with_name(f".{self.path.name}.staging")
+        self.staging = private_dir(self.path) / "staging.duckdb"
         self.taken = 0  # snapshots written, for tests and the log
         self._staged = False  # the staging file matches the schema and holds a known position
         self._last: tuple[str, int, int, int] | None = None
@@ -88,8 +96,10 @@ class Snapshotter:
 
     def _copy(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.staging.parent.mkdir(mode=0o700, exist_ok=True)
         if not self._staged:
-            for old in (self.staging, self.staging.with_name(self.staging.name + ".wal")):
+            legacy = self.path.with_name(f".{self.path.name}.staging")  # before the private folder
+            for old in (self.staging, self.staging.with_name(self.staging.name + ".wal"), legacy):
                 old.unlink(missing_ok=True)
         staging = str(self.staging).replace("'", "''")
         source = '"' + self.db.catalog.replace('"', '""') + '"'

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import queue
 import threading
 import time
@@ -88,13 +89,44 @@ class Database:
     commit at once and never take a lock the writer waits for (DuckDB's MVCC).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, private_dir: str | os.PathLike[str] | None = None) -> None:
         self.path = path
+        # the one folder besides its own file the database may touch (the snapshot's staging)
+        self.private_dir = Path(private_dir) if private_dir is not None else None
         self._lock = threading.Lock()
         self._active: set[duckdb.DuckDBPyConnection] = set()
-        self.con = self._connect()
-        self._readers = self._connect()
+        self.con, self._readers = self._open()
         self.catalog = str(self.con.execute("SELECT current_database()").fetchall()[0][0])
+
+    def _open(self) -> tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]:
+        """The writer's connection and the readers' one, to one database locked down first."""
+        con = self._connect()
+        try:
+            self._lock_down(con)
+        except duckdb.Error as err:
+            con.close()
+            raise DatabaseError(f"cannot lock down the DuckDB file {self.path}: {err}") from None
+        return con, self._connect()
+
+    def _lock_down(self, con: duckdb.DuckDBPyConnection) -> None:
+        """No file but the database's own (and the private folder): external access off and
+        the configuration locked, for every connection, the SQL endpoint's included."""
+        locked, external = con.execute(
+            "SELECT current_setting('lock_configuration'), "
+            "current_setting('enable_external_access')"
+        ).fetchall()[0]
+        if locked and not external:
+            return  # the database outlived a reopen (a cursor still held it): already done
+        try:
+            # ICU ships inside the duckdb wheel; without it timestamps would show in UTC
+            con.execute(f"SET GLOBAL TimeZone = '{schema.TIME_ZONE}'")
+        except duckdb.Error as err:
+            log.warning("cannot set time zone %s (%s); times show in UTC", schema.TIME_ZONE, err)
+        if self.private_dir is not None:
+            folder = str(self.private_dir.resolve()).replace("'", "''")
+            con.execute(f"SET GLOBAL allowed_directories = ['{folder}{os.sep}']")
+        con.execute("SET GLOBAL enable_external_access = false")
+        con.execute("SET GLOBAL lock_configuration = true")
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         try:
@@ -112,11 +144,6 @@ class Database:
             raise DatabaseError(f"cannot open the DuckDB file {self.path}: {text}") from None
         except (OSError, duckdb.Error) as err:
             raise DatabaseError(f"cannot open the DuckDB file {self.path}: {err}") from None
-        try:
-            # ICU ships inside the duckdb wheel; without it timestamps would show in UTC
-            con.execute(f"SET GLOBAL TimeZone = '{schema.TIME_ZONE}'")
-        except duckdb.Error as err:
-            log.warning("cannot set time zone %s (%s); times show in UTC", schema.TIME_ZONE, err)
         return con
 
     def setup(self) -> None:
@@ -149,8 +176,7 @@ class Database:
             for con in (self.con, self._readers):
                 with suppress(duckdb.Error):
                     con.close()
-            self.con = self._connect()
-            self._readers = self._connect()
+            self.con, self._readers = self._open()
 
     def close(self) -> None:
         """Interrupt running readers (a 60 s query must not hold up a stop), then close."""

@@ -23,8 +23,9 @@ import msgspec
 import zmq
 
 from qmtbus import protocol
-from qmtbus.config import Config, ConfigError, load_config
+from qmtbus.config import Config, load_config
 from qmtbus.errors import BadReply, GatewayUnreachable, from_reply
+from qmtbus.keys import CurveKeys, secure_client
 
 if TYPE_CHECKING:
     from qmtbus.stream import EventStream, QuoteStream
@@ -93,30 +94,6 @@ def new_client_id() -> str:
 
 
 @dataclass(frozen=True)
-class CurveKeys:
-    """This client's CURVE key pair and the server's public key (Z85 bytes)."""
-
-    public: bytes
-    secret: bytes
-    server: bytes
-    secret_key_file: str = ""  # named in error messages
-
-    @classmethod
-    def load(cls, secret_key_file: str, server_public_key_file: str) -> CurveKeys:
-        """Read the key files written by `qmtbus keys new`; ConfigError names a bad one."""
-        from qmtbus import keys
-
-        if not secret_key_file or not server_public_key_file:
-            raise ConfigError(
-                "CURVE needs both client.secret_key and client.server_public_key; set both "
-                "or neither"
-            )
-        public, secret = keys.load_secret_keypair(secret_key_file)
-        server = keys.load_public_key(server_public_key_file)
-        return cls(public, secret, server, secret_key_file)
-
-
-@dataclass(frozen=True)
 class Endpoint:
     """Where and how to send requests: the part of the config a requester needs."""
 
@@ -132,10 +109,7 @@ class Endpoint:
 
 
 def client_curve(config: Config) -> CurveKeys | None:
-    c = config.client
-    if not c.secret_key and not c.server_public_key:
-        return None
-    return CurveKeys.load(c.secret_key, c.server_public_key)
+    return CurveKeys.from_config(config.client)
 
 
 def resolve_config(config: Config | str | os.PathLike[str] | None) -> Config:
@@ -172,10 +146,7 @@ def prepare_socket(
     sock.setsockopt(zmq.RCVTIMEO, endpoint.timeout_ms)
     # a handshake the server silently ignores is given up and retried, not kept 30 s
     sock.setsockopt(zmq.HANDSHAKE_IVL, max(200, endpoint.timeout_ms))
-    if endpoint.curve is not None:
-        sock.curve_publickey = endpoint.curve.public
-        sock.curve_secretkey = endpoint.curve.secret
-        sock.curve_serverkey = endpoint.curve.server
+    secure_client(sock, endpoint.curve)
     address = f"inproc://qmtbus-monitor-{os.getpid()}-{next(_monitor_ids)}"
     sock.monitor(address, _MONITOR_EVENTS)
     monitor = monitor_context.socket(zmq.PAIR)
@@ -311,7 +282,7 @@ def order_command(
         stock_code=stock_code,
         order_type=order_type,  # type: ignore[arg-type]  # checked by the gateway
         order_volume=order_volume,
-        price_type=price_type,
+        price_type=price_type,  # type: ignore[arg-type]  # checked by the gateway
         price=price,
         strategy_name=strategy_name,
     )

@@ -30,6 +30,7 @@ from qmtbus import protocol, table
 from qmtbus.client import CurveKeys, Gateway, RecorderClient, client_curve
 from qmtbus.config import Config, load_config
 from qmtbus.errors import GatewayError, GatewayUnreachable
+from qmtbus.keys import secure_client
 
 OK, UNHEALTHY = 0, 1
 Component = Literal["gateway", "recorder", "scheduler"]
@@ -192,10 +193,7 @@ def _check_gateway(
 def _subscriber(ctx: zmq.Context[Any], address: str, curve: CurveKeys | None) -> zmq.Socket[Any]:
     sock = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
-    if curve is not None:
-        sock.curve_publickey = curve.public
-        sock.curve_secretkey = curve.secret
-        sock.curve_serverkey = curve.server
+    secure_client(sock, curve)
     sock.setsockopt(zmq.SUBSCRIBE, b"heartbeat.")
     sock.connect(address)
     return sock

@@ -8,6 +8,7 @@ import shutil
 import stat
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -117,17 +118,48 @@ def load_secret_keypair(path: str | os.PathLike[str]) -> tuple[bytes, bytes]:
     return public, secret
 
 
-def secure_client(sock: zmq.Socket[Any], client_config: ClientConfig) -> bool:
-    """Make `sock` a CURVE client when the config names key files; call before connect.
+@dataclass(frozen=True)
+class CurveKeys:
+    """This client's CURVE key pair and the server's public key (Z85 bytes)."""
 
-    Returns True when CURVE was set up, False for a plain (loopback) gateway.
-    """
-    if not client_config.secret_key:
+    public: bytes
+    secret: bytes
+    server: bytes
+    secret_key_file: str = ""  # named in error messages
+
+    @classmethod
+    def load(cls, secret_key_file: str, server_public_key_file: str) -> CurveKeys:
+        """Read the key files written by `qmtbus keys new`; ConfigError names a bad one."""
+        if not secret_key_file or not server_public_key_file:
+            raise ConfigError(
+                "CURVE needs both client.secret_key and client.server_public_key; set both "
+                "or neither"
+            )
+        public, secret = load_secret_keypair(secret_key_file)
+        server = load_public_key(server_public_key_file)
+        return cls(public, secret, server, secret_key_file)
+
+    @classmethod
+    def from_config(cls, client_config: ClientConfig) -> CurveKeys | None:
+        """The keys the [client] section names; None when it names none (a plain socket)."""
+        c = client_config
+        if not c.secret_key and not c.server_public_key:
+            return None
+        return cls.load(c.secret_key, c.server_public_key)
+
+
+def secure_client(sock: zmq.Socket[Any], keys: CurveKeys | ClientConfig | None) -> bool:
+    """The one place a client socket gets its CURVE keys, whatever it is (REQ or DEALER
+    for commands, SUB for events and quotes, the recorder's endpoint); call before
+    connect. None, or a [client] section without key files, leaves a plain socket (a
+    loopback gateway). Returns True when CURVE was set up."""
+    if isinstance(keys, ClientConfig):
+        keys = CurveKeys.from_config(keys)
+    if keys is None:
         return False
-    public, secret = load_secret_keypair(client_config.secret_key)
-    sock.curve_publickey = public
-    sock.curve_secretkey = secret
-    sock.curve_serverkey = load_public_key(client_config.server_public_key)
+    sock.curve_publickey = keys.public
+    sock.curve_secretkey = keys.secret
+    sock.curve_serverkey = keys.server
     return True
 
 

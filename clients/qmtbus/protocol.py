@@ -28,6 +28,15 @@ STOCK_SELL = 24
 FIX_PRICE = 11
 LATEST_PRICE = 5
 MARKET_PRICE_TYPES = (42, 43, 44, 45, 46, 47, 48)
+# xtconstant's price types for stocks: LATEST_PRICE, FIX_PRICE and the exchanges'
+# market orders (18-24 are futures-only)
+StockPriceType = Literal[5, 11, 42, 43, 44, 45, 46, 47, 48]
+
+# Bounds of the numbers a client may send: every integer fits the wire's int64,
+# and nothing beyond what an A-share order can be reaches the risk gate.
+INT64_MAX = 2**63 - 1
+MAX_ORDER_VOLUME = 100_000_000  # shares; the exchanges cap one order at 1,000,000
+MAX_PRICE = 1_000_000.0  # yuan per share; no A-share trades anywhere near it
 
 ORDER_UNREPORTED = 48
 ORDER_WAIT_REPORTING = 49
@@ -77,6 +86,7 @@ ClientOrderId = Annotated[
 ]
 StockCode = Annotated[str, Meta(pattern=r"^[0-9]{6}\.(SH|SZ|BJ)$", description='e.g. "600000.SH"')]
 NoteTopic = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
+Reason = Annotated[str, Meta(max_length=256)]
 
 
 def now_ns() -> int:
@@ -383,17 +393,20 @@ class PlaceOrder(_Msg, tag="order", frozen=True, kw_only=True):
     client_order_id: ClientOrderId
     stock_code: StockCode
     order_type: Literal[23, 24]
-    order_volume: Annotated[int, Meta(gt=0)]
-    price_type: int = FIX_PRICE
-    price: Annotated[float, Meta(ge=0)] = 0.0
+    order_volume: Annotated[int, Meta(gt=0, le=MAX_ORDER_VOLUME)]
+    price_type: StockPriceType = 11  # FIX_PRICE
+    price: Annotated[
+        float,
+        Meta(ge=0, le=MAX_PRICE, description="order price: > 0 for FIX_PRICE (limit orders)"),
+    ] = 0.0
     strategy_name: Annotated[str, Meta(max_length=64)] = ""
 
 
 class CancelOrder(_Msg, tag="cancel", frozen=True, kw_only=True):
     """Give exactly one of `order_id` and `client_order_id`."""
 
-    order_id: int = 0
-    client_order_id: str = ""
+    order_id: Annotated[int, Meta(ge=0, le=INT64_MAX)] = 0
+    client_order_id: Annotated[str, Meta(max_length=24)] = ""
 
 
 class QueryAsset(_Msg, tag="query_asset", frozen=True, kw_only=True):
@@ -413,21 +426,21 @@ class QueryPositions(_Msg, tag="query_positions", frozen=True, kw_only=True):
 
 
 class Replay(_Msg, tag="replay", frozen=True, kw_only=True):
-    epoch: str
-    from_seq: Annotated[int, Meta(ge=1)]
+    epoch: Annotated[str, Meta(max_length=64)]
+    from_seq: Annotated[int, Meta(ge=1, le=INT64_MAX)]
     limit: Annotated[int, Meta(ge=1, le=10_000)] = 1000
 
 
 class Halt(_Msg, tag="halt", frozen=True, kw_only=True):
-    reason: str = ""
+    reason: Reason = ""
 
 
 class ReduceOnly(_Msg, tag="reduce_only", frozen=True, kw_only=True):
-    reason: str = ""
+    reason: Reason = ""
 
 
 class Resume(_Msg, tag="resume", frozen=True, kw_only=True):
-    reason: str = ""
+    reason: Reason = ""
 
 
 class PublishNote(_Msg, tag="note", frozen=True, kw_only=True):
@@ -451,7 +464,7 @@ class SimFault(_Msg, tag="sim_fault", frozen=True, kw_only=True):
         "reorder_callbacks",
         "clear",
     ]
-    value: float = 0.0
+    value: Annotated[float, Meta(ge=0, le=86_400)] = 0.0
 
 
 class SimSetPrice(_Msg, tag="sim_set_price", frozen=True, kw_only=True):

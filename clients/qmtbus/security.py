@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import stat
 import threading
 from pathlib import Path
 from typing import Any, Literal
@@ -63,12 +64,51 @@ def check_binds(config: Config, process: Process = "gateway") -> None:
                 )
         return
     load_secret_keypair(security.server_secret_key)
-    allowed = Path(security.allowed_clients_dir)
+    check_allowed_dir(security.allowed_clients_dir)
+
+
+def check_allowed_dir(directory: str | os.PathLike[str]) -> None:
+    """ssh's StrictModes for the allow-list: the folder and every NAME.key in it must be
+    yours (or root's) and writable by nobody else, or anyone could add a trading key.
+    Raises ConfigError naming the file and the command that fixes it."""
+    allowed = Path(directory)
     if not allowed.is_dir():
         raise ConfigError(
             f"security.allowed_clients_dir {allowed} is not a folder; create it and copy "
             f"each client's NAME{PUBLIC_SUFFIX} into it"
         )
+    problem = open_to_others(allowed, "security.allowed_clients_dir")
+    for path in _key_files(allowed):
+        problem = problem or open_to_others(path, "allowed client key")
+    if problem:
+        raise ConfigError(problem)
+
+
+def open_to_others(path: Path, what: str) -> str:
+    """Why `path` could be changed by someone other than its owner ("" if it cannot)."""
+    if os.name == "nt":
+        # POSIX mode bits mean nothing on Windows; NTFS ACLs protect the files there
+        return ""
+    try:
+        st = path.stat()
+    except OSError as err:
+        return f"cannot check {what} {path}: {err.strerror}"
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return (
+            f"{what} {path} is writable by group or others (mode {mode:03o}), so anyone could "
+            f"allow a client; run `chmod go-w {path}`"
+        )
+    if st.st_uid not in (os.getuid(), 0):
+        return (
+            f"{what} {path} belongs to another user (uid {st.st_uid}); run "
+            f"`chown {os.getuid()} {path}` as root, then `chmod go-w {path}`"
+        )
+    return ""
+
+
+def _key_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.name.endswith(PUBLIC_SUFFIX))
 
 
 def secure_server(sock: zmq.Socket[Any], config: Config) -> None:
@@ -83,43 +123,76 @@ def secure_server(sock: zmq.Socket[Any], config: Config) -> None:
 
 
 class AllowedKeys:
-    """The public keys in a folder of NAME.key files, re-read when a file there
-    changes, so adding or deleting a key file takes effect on the next
-    connection without restarting the gateway (open connections stay)."""
+    """The public keys in a folder of NAME.key files, re-read only when the folder's
+    listing or a file's mtime, size or mode changes, so adding or deleting a key file
+    takes effect on the next connection without restarting the gateway (open
+    connections stay). Every change is logged; a file, or the folder, that others
+    could write is refused as at start-up."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         self._lock = threading.Lock()
-        self._stamp: frozenset[tuple[str, int, int]] | None = None
+        self._stamp: frozenset[tuple[str, int, int, int]] | None = None
+        self._by_file: dict[str, bytes] = {}
         self._keys: frozenset[bytes] = frozenset()
         self._warned: set[bytes] = set()
 
     def keys(self) -> frozenset[bytes]:
         with self._lock:
             try:
-                # names, mtimes and sizes, not the folder's mtime: some file
+                # names, mtimes, sizes and modes, not the folder's mtime: some file
                 # systems stamp folders to the second and would hide a new key
-                files = [p for p in self.directory.iterdir() if p.name.endswith(PUBLIC_SUFFIX)]
-                stamp = frozenset((p.name, (st := p.stat()).st_mtime_ns, st.st_size) for p in files)
+                files = _key_files(self.directory)
+                stamp = frozenset(
+                    (p.name, (st := p.stat()).st_mtime_ns, st.st_size, st.st_mode)
+                    for p in [self.directory, *files]
+                )
             except OSError as err:
                 log.error("cannot read allowed_clients_dir %s: %s", self.directory, err)
                 return frozenset()
             if stamp != self._stamp:
-                self._keys = self._load(sorted(files))
                 self._stamp = stamp
-                log.info("CURVE: %d allowed client keys in %s", len(self._keys), self.directory)
+                self._reload(files)
             return self._keys
 
-    def _load(self, files: list[Path]) -> frozenset[bytes]:
-        keys = set()
+    def _reload(self, files: list[Path]) -> None:
+        before = self._by_file
+        problem = open_to_others(self.directory, "security.allowed_clients_dir")
+        after = {} if problem else self._load(files)
+        if problem:
+            log.error("CURVE: refusing every client: %s", problem)
+        added = sorted(after.keys() - before.keys())
+        removed = sorted(before.keys() - after.keys())
+        replaced = sorted(n for n in after.keys() & before.keys() if after[n] != before[n])
+        if added or removed or replaced or not before:
+            changes = [
+                f"{word} {', '.join(names)}"
+                for word, names in (("added", added), ("removed", removed), ("replaced", replaced))
+                if names
+            ]
+            log.info(
+                "CURVE: allowed clients in %s: %s; %d keys allowed",
+                self.directory,
+                "; ".join(changes) or "none",
+                len(set(after.values())),
+            )
+        self._by_file = after
+        self._keys = frozenset(after.values())
+
+    def _load(self, files: list[Path]) -> dict[str, bytes]:
+        keys: dict[str, bytes] = {}
         for path in files:
+            problem = open_to_others(path, "allowed client key")
+            if problem:
+                log.error("CURVE: skipping a key: %s", problem)
+                continue
             try:
                 public, _ = zmq.auth.load_certificate(path)
             except (OSError, ValueError) as err:
                 log.warning("skipping %s: not a public key file (%s)", path, err)
                 continue
-            keys.add(public)
-        return frozenset(keys)
+            keys[path.name] = public
+        return keys
 
     def callback(self, domain: str, key: bytes) -> bool:
         """pyzmq's credentials-provider hook: `key` is the client's Z85 public key."""
@@ -141,6 +214,7 @@ def start_authenticator(ctx: zmq.Context[Any], config: Config) -> ThreadAuthenti
     # A secret key file loosened after start-up would be caught at the next
     # start; checking here too keeps a direct caller from skipping check_binds.
     check_private(security.server_secret_key)
+    check_allowed_dir(security.allowed_clients_dir)
     allowed = AllowedKeys(security.allowed_clients_dir)
     if not allowed.keys():
         log.warning(

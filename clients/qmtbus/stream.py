@@ -27,6 +27,7 @@ from qmtbus.aio import AsyncGateway
 from qmtbus.client import CurveKeys, Gateway, client_curve, resolve_config
 from qmtbus.config import Config
 from qmtbus.errors import GatewayError, GatewaySilent
+from qmtbus.keys import secure_client
 
 log = logging.getLogger("qmtbus.stream")
 
@@ -263,10 +264,7 @@ class _Base:
 def _sub_socket(sock: zmq.Socket[Any], address: str, curve: CurveKeys | None, rcvhwm: int) -> None:
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVHWM, rcvhwm)
-    if curve is not None:
-        sock.curve_publickey = curve.public
-        sock.curve_secretkey = curve.secret
-        sock.curve_serverkey = curve.server
+    secure_client(sock, curve)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
     sock.connect(address)
 
@@ -607,10 +605,7 @@ class QuoteStream:
         self._sock: zmq.Socket[Any] = (context or zmq.Context.instance()).socket(zmq.SUB)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.RCVHWM, rcvhwm)
-        if gateway.curve is not None:
-            self._sock.curve_publickey = gateway.curve.public
-            self._sock.curve_secretkey = gateway.curve.secret
-            self._sock.curve_serverkey = gateway.curve.server
+        secure_client(self._sock, gateway.curve)
         for topic in [f"tick.{code}" for code in self.stock_codes] or ["tick."]:
             self._sock.setsockopt(zmq.SUBSCRIBE, topic.encode("ascii"))
         self._sock.connect(gateway.quotes_address)

@@ -106,3 +106,16 @@ def test_given_a_curve_client_then_the_silence_hint_names_the_key_to_copy() -> N
     assert "tcp://10.0.0.5:7102" in hint and "k/strategy1.key" in hint
     assert "allowed_clients_dir" in hint
     assert "client.secret_key" in silence_hint(ClientConfig(), "tcp://10.0.0.5:7102")
+
+
+def test_given_the_code_base_then_only_secure_client_sets_client_curve_keys() -> None:
+    # one place for CURVE client set-up: a socket option copied elsewhere would drift
+    root = Path(__file__).resolve().parents[2]
+    needle = "curve_" + "serverkey"  # split, so this file does not match itself
+    setters = {
+        str(path.relative_to(root))
+        for folder in ("clients/qmtbus", "gateway", "recorder", "scheduler", "tests")
+        for path in (root / folder).rglob("*.py")
+        if needle in path.read_text(encoding="utf-8")
+    }
+    assert setters == {"clients/qmtbus/keys.py"}

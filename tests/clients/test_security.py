@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +20,13 @@ from qmtbus.config import (
     SecurityConfig,
 )
 from qmtbus.keys import main_new, secure_client
-from qmtbus.security import check_binds, is_loopback, secure_server, start_authenticator
+from qmtbus.security import (
+    AllowedKeys,
+    check_binds,
+    is_loopback,
+    secure_server,
+    start_authenticator,
+)
 
 REFUSED = 0.5  # seconds a refused client waits: a CURVE handshake on loopback takes ~1 ms
 
@@ -221,3 +228,91 @@ def test_given_a_missing_allowed_clients_dir_then_start_up_is_refused(keys: Keys
 def test_given_curve_off_then_no_authenticator_runs() -> None:
     with zmq.Context() as ctx:
         assert start_authenticator(ctx, Config()) is None
+
+
+# -- the key material, checked as ssh checks it ---------------------------------------------
+
+
+def test_given_an_allowed_clients_dir_writable_by_others_then_start_up_names_the_chmod(
+    keys: Keys,
+) -> None:
+    keys.allowed.chmod(0o777)
+    with pytest.raises(ConfigError) as err:
+        check_binds(keys.config())
+    assert str(err.value) == (
+        f"security.allowed_clients_dir {keys.allowed} is writable by group or others "
+        f"(mode 777), so anyone could allow a client; run `chmod go-w {keys.allowed}`"
+    )
+    with zmq.Context() as ctx, pytest.raises(ConfigError, match="chmod go-w"):
+        start_authenticator(ctx, keys.config())
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o664, 0o646])
+def test_given_an_allowed_key_file_writable_by_others_then_start_up_names_it(
+    keys: Keys, mode: int
+) -> None:
+    key = keys.allowed / "strategy1.key"
+    key.chmod(mode)
+    with pytest.raises(ConfigError) as err:
+        check_binds(keys.config())
+    assert f"allowed client key {key} is writable by group or others" in str(err.value)
+    assert str(err.value).endswith(f"run `chmod go-w {key}`")
+
+
+def test_given_a_secret_key_readable_by_group_then_start_up_names_the_chmod(keys: Keys) -> None:
+    secret = keys.dir / "gateway.key_secret"
+    secret.chmod(0o640)
+    with pytest.raises(ConfigError, match=rf"run `chmod 600 {secret}`"):
+        check_binds(keys.config())
+
+
+def test_given_owner_only_key_material_then_start_up_passes(keys: Keys) -> None:
+    keys.allowed.chmod(0o755)
+    (keys.allowed / "strategy1.key").chmod(0o644)
+    check_binds(keys.config())
+
+
+def test_given_the_allow_list_changes_then_it_is_reread_once_and_each_change_is_logged(
+    keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="qmtbus.security")
+    allowed = AllowedKeys(keys.allowed)
+    first = allowed.keys()
+    assert len(first) == 1
+    assert "added strategy1.key; 1 keys allowed" in caplog.text
+    caplog.clear()
+    assert allowed.keys() is first  # nothing changed: not read again, nothing logged
+    assert caplog.text == ""
+    keys.client("strategy2")
+    keys.allow("strategy2")
+    assert len(allowed.keys()) == 2
+    assert "added strategy2.key; 2 keys allowed" in caplog.text
+    caplog.clear()
+    (keys.allowed / "strategy1.key").unlink()
+    assert len(allowed.keys()) == 1
+    assert "removed strategy1.key; 1 keys allowed" in caplog.text
+
+
+def test_given_a_key_file_loosened_while_running_then_it_is_refused_and_logged(
+    keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="qmtbus.security")
+    allowed = AllowedKeys(keys.allowed)
+    assert len(allowed.keys()) == 1
+    key = keys.allowed / "strategy1.key"
+    key.chmod(0o666)
+    assert allowed.keys() == frozenset()
+    assert f"skipping a key: allowed client key {key} is writable by group" in caplog.text
+    assert "removed strategy1.key; 0 keys allowed" in caplog.text
+
+
+def test_given_the_folder_loosened_while_running_then_every_client_is_refused(
+    keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    allowed = AllowedKeys(keys.allowed)
+    assert len(allowed.keys()) == 1
+    keys.allowed.chmod(0o777)
+    assert allowed.keys() == frozenset()
+    assert "refusing every client" in caplog.text
+    keys.allowed.chmod(0o755)
+    assert len(allowed.keys()) == 1

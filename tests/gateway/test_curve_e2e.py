@@ -23,7 +23,7 @@ import zmq.auth
 from qmtbus import Gateway, GatewayUnreachable
 from qmtbus import protocol as p
 from qmtbus.gateway.broker.sim.ledger import read_ledger
-from qmtbus.keys import main_new
+from qmtbus.keys import CurveKeys, main_new, secure_client
 from tests.gateway.conftest import order, price
 from tests.support import Proc, Stack, Subscriber, free_port, wait_for
 
@@ -93,9 +93,7 @@ def _secure(sock: zmq.Socket[Any], client: Pair | None, server: bytes | None) ->
     sock.setsockopt(zmq.LINGER, 0)
     if client is not None:
         assert server is not None
-        sock.curve_publickey = client.public
-        sock.curve_secretkey = client.secret
-        sock.curve_serverkey = server
+        secure_client(sock, CurveKeys(client.public, client.secret, server))
 
 
 def request(

@@ -16,6 +16,7 @@ injected on purpose, not input the gateway must survive.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 from unittest import mock
 
@@ -55,12 +56,22 @@ values = st.recursive(
     max_leaves=25,
 )
 
+# Numbers beyond what any field takes: past int64, huge, infinite, not a number (integers
+# past 64 bits, which MessagePack cannot carry, are in the JSON cases further down).
+out_of_range = st.sampled_from(
+    [2**63, 2**64 - 1, -(2**63), 1e23, 1e308, math.inf, -math.inf, math.nan]
+)
+
 TAGS = sorted(str(t.__struct_config__.tag) for t in p.COMMAND_TYPES)
 FIELDS = sorted({f for t in p.COMMAND_TYPES for f in t.__struct_fields__})
 # Values that are right for some field, so that maps get past the first check more often.
-plausible = st.sampled_from(
-    ["600000.SH", "000001.SZ", "AAPL", "", "x" * 25, "c-1", "e", 23, 24, 11, 5, 0, -1, 100]
-) | st.floats(min_value=-1e3, max_value=1e3)
+plausible = (
+    st.sampled_from(
+        ["600000.SH", "000001.SZ", "AAPL", "", "x" * 25, "c-1", "e", 23, 24, 11, 5, 0, -1, 100]
+    )
+    | st.floats(min_value=-1e3, max_value=1e3)
+    | out_of_range
+)
 command_maps = st.builds(
     lambda tag, fields: {"type": tag, **fields},
     st.sampled_from([*TAGS, "", "launch_rockets", "ORDER"]),
@@ -237,4 +248,76 @@ def test_given_random_requests_then_live_gateway_answers_each_stays_up_and_sends
         assert reply.code in LIVE_ERRORS, reply
     assert gateway.alive(), gateway.log()[-3000:]
     assert isinstance(stack.call(p.Ping(), timeout=5.0), p.Pong)
+    assert read_ledger(stack.data_dir).orders_received == []
+
+
+# -- out-of-range numbers: BAD_REQUEST naming the field ------------------------------------
+
+# (command, field, values no gateway may take there); JSON text for what MessagePack
+# cannot carry (integers beyond 64 bits)
+OUT_OF_RANGE_FIELDS = [
+    ("order", "order_volume", [0, -1, p.MAX_ORDER_VOLUME + 1, 2**63, 2**64 - 1, 1e23]),
+    ("order", "price", [-1.0, 1e23, math.inf, -math.inf, math.nan, p.MAX_PRICE * 2]),
+    ("order", "price_type", [0, -1, 18, 2**63, 2**64 - 1, -(2**63), 1e23]),
+    ("cancel", "order_id", [-1, 2**63, 2**64 - 1, 1e23, math.inf]),
+    ("replay", "from_seq", [0, 2**63, 2**64 - 1, math.nan]),
+]
+BASES: dict[str, dict[str, Any]] = {
+    "order": VALID_ORDER,
+    "cancel": {"type": "cancel", "order_id": 1},
+    "replay": {"type": "replay", "epoch": "e", "from_seq": 1},
+}
+out_of_range_requests = st.sampled_from(
+    [
+        (msgspec.msgpack.encode({**BASES[command], field: value}), field)
+        for command, field, bad in OUT_OF_RANGE_FIELDS
+        for value in bad
+    ]
+    + [
+        (("{" + f'"type": "{command}", "{field}": {text}' + extra + "}").encode(), field)
+        for command, field, extra in [
+            ("cancel", "order_id", ""),
+            ("replay", "from_seq", ', "epoch": "e"'),
+        ]
+        for text in ("100000000000000000000000", "-100000000000000000000000", "1e999")
+    ]
+    + [
+        (msgspec.json.encode(VALID_ORDER)[:-1] + b', "order_volume": ' + text + b"}", field)
+        for text, field in [
+            (b"100000000000000000000000", "order_volume"),
+            (b"1e23", "order_volume"),
+        ]
+    ]
+)
+
+
+@settings(max_examples=200)
+@given(request=out_of_range_requests)
+def test_given_an_out_of_range_number_then_decode_answers_bad_request_naming_the_field(
+    request: tuple[bytes, str],
+) -> None:
+    payload, field = request
+    try:
+        cmd = commands._decode(payload, p.is_json(payload))
+    except commands._BadRequest as err:
+        assert err.code == p.BAD_REQUEST
+        assert f"`$.{field}`" in str(err), str(err)
+    else:
+        raise AssertionError(f"{payload!r} decoded to {cmd!r}")
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(request=out_of_range_requests)
+def test_given_out_of_range_numbers_then_the_live_gateway_answers_bad_request_and_sends_nothing(
+    stack: Stack, gateway: Proc, request: tuple[bytes, str]
+) -> None:
+    payload, field = request
+    reply = call(stack.commands_address, payload, timeout=5.0)
+    assert isinstance(reply, p.ErrorReply) and reply.code == p.BAD_REQUEST, reply
+    assert f"`$.{field}`" in reply.message
+    assert gateway.alive(), gateway.log()[-3000:]
     assert read_ledger(stack.data_dir).orders_received == []
