@@ -22,8 +22,9 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from qmtbus import Gateway
-from qmtbus.calendar import SHANGHAI, CalendarExpired, TradingCalendar
+from qmtbus import Gateway, clock
+from qmtbus.calendar import CalendarExpired, TradingCalendar
+from qmtbus.clock import SHANGHAI
 from qmtbus.config import Config
 from qmtbus.scheduler.context import JobContext
 from qmtbus.scheduler.jobs import Job
@@ -37,7 +38,7 @@ MAX_RESULT_CHARS = 1000
 
 
 def now_shanghai() -> dt.datetime:
-    return dt.datetime.now(SHANGHAI)
+    return clock.now()
 
 
 def iso(value: dt.datetime | dt.date | None) -> str | None:
@@ -72,6 +73,7 @@ class Runner:
             executors={"default": ThreadPoolExecutor(max_workers=len(jobs) + 4)},
         )
         self._running: dict[str, dt.datetime] = {}
+        self._calendar_told: dt.date | None = None  # the last day the calendar was logged
         self._running_changed = threading.Condition()
 
     # ---- start and stop -------------------------------------------------
@@ -89,8 +91,12 @@ class Runner:
             self._report(
                 name, run.scheduled_for, "interrupted", started=run.started, error=run.error
             )
-        self._warn_if_calendar_ends_soon(now)
+        self._tell_about_calendar()
         self.scheduler.start()
+        # the calendar's gap or coming end is logged once a Shanghai day
+        self.scheduler.add_job(
+            self._tell_about_calendar, "interval", minutes=10, id="calendar check"
+        )
         for job in self.jobs:
             if self._catch_up(job, now):
                 self._arm(job, after=now)
@@ -138,6 +144,14 @@ class Runner:
         self.state.set_next_run(job.name, fire, self.clock())
         if fire is None or self.stopping.is_set():
             return
+        if job.schedule.trading_days_only and self.calendar.is_beyond(fire.date()):
+            log.warning(
+                "job %s runs at %s: a weekday no calendar source knows (the calendar ends "
+                '%s), counted as a trading day (beyond = "weekdays")',
+                job.name,
+                fire.isoformat(),
+                self.calendar.last_day.isoformat(),
+            )
         self.scheduler.add_job(
             self._fire,
             trigger=DateTrigger(run_date=fire, timezone=SHANGHAI),
@@ -217,16 +231,16 @@ class Runner:
             },
         )
 
-    def _warn_if_calendar_ends_soon(self, now: dt.datetime) -> None:
-        days_left = (self.calendar.last_day - now.date()).days
-        if 0 <= days_left <= 30:
-            log.warning(
-                "the %s calendar ends on %s (%d days): upgrade exchange_calendars before "
-                "then, or trading-days-only jobs stop",
-                self.calendar.name,
-                self.calendar.last_day.isoformat(),
-                days_left,
-            )
+    def _tell_about_calendar(self) -> None:
+        """Once a Shanghai day: a WARNING when today lies past the calendar (weekdays
+        count as trading days, or trading-day jobs are refused) or within 30 days of its end."""
+        today = self.clock().date()
+        if self._calendar_told == today:
+            return
+        self._calendar_told = today
+        message = self.calendar.alert(today)
+        if message is not None:
+            log.warning("calendar: %s", message)
 
     # ---- running --------------------------------------------------------
 
