@@ -212,8 +212,9 @@ class TradingCalendar:
             if self.beyond == "weekdays"
             else ("the gateway will stay outside its window and trading-day jobs will stop")
         )
+        when = "today" if left == 0 else f"in {left} day{'s' if left > 1 else ''}"
         return (
-            f"the trading calendar ends on {self.last_day.isoformat()}, in {left} days "
+            f"the trading calendar ends on {self.last_day.isoformat()}, {when} "
             f"(from {self.last_source}); after it {after}: "
             f"{config_fix(self.last_day.year + 1)}"
         )
