@@ -475,7 +475,9 @@ def _calendar_cells(c: CalendarHealth, problems: list[str]) -> tuple[str, str]:
     if not c.last_day:
         return "PROBLEM", "no calendar source could be loaded"
     left = f", {c.days_left} days left" if c.days_left is not None and c.days_left >= 0 else ""
-    gateway = f" (the gateway's: {c.gateway_last_day})" if c.gateway_last_day else ""
+    gateway = ""
+    if c.gateway_last_day and c.gateway_last_day != c.last_day:
+        gateway = f" (the gateway's: {c.gateway_last_day})"
     details = (
         f'known until {c.last_day}{gateway} from {c.last_day_source}{left}; beyond = "{c.beyond}"'
     )
