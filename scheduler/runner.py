@@ -141,10 +141,11 @@ class Runner:
         except CalendarExpired as err:
             self._calendar_expired(job, err)
             return
-        self.state.set_next_run(job.name, fire, self.clock())
-        if fire is None or self.stopping.is_set():
-            return
-        if job.schedule.trading_days_only and self.calendar.is_beyond(fire.date()):
+        if (
+            fire is not None
+            and job.schedule.trading_days_only
+            and self.calendar.is_beyond(fire.date())
+        ):  # logged before the state file shows it
             log.warning(
                 "job %s runs at %s: a weekday no calendar source knows (the calendar ends "
                 '%s), counted as a trading day (beyond = "weekdays")',
@@ -152,6 +153,9 @@ class Runner:
                 fire.isoformat(),
                 self.calendar.last_day.isoformat(),
             )
+        self.state.set_next_run(job.name, fire, self.clock())
+        if fire is None or self.stopping.is_set():
+            return
         self.scheduler.add_job(
             self._fire,
             trigger=DateTrigger(run_date=fire, timezone=SHANGHAI),
