@@ -4,7 +4,11 @@ exchange_calendars XSHG (which ends 2026-12-31), and what happens past all of th
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +25,7 @@ from qmtbus.calendar import (
     xshg_layer,
 )
 from qmtbus.config import CalendarConfig, Config, ConfigError, load_config
+from qmtbus.health import GatewayHealth, Report, _check_calendar, check, render
 
 D = dt.date.fromisoformat
 NEW_YEAR_EVE, NEW_YEAR, MONDAY = D("2026-12-31"), D("2027-01-01"), D("2027-01-04")
@@ -278,3 +283,100 @@ def test_given_a_bad_test_hook_then_one_sentence(monkeypatch):
 
     with pytest.raises(ValueError, match="is not a date or date-time"):
         clock._fake_offset()
+
+
+# -- qmtbus health's calendar check, with a fixed today -----------------------------------
+
+PROCESSES = frozenset({"gateway", "recorder", "scheduler"})
+
+
+def health_at(xshg: Layer, today: str, **keys: object) -> Report:
+    config = Config(calendar=CalendarConfig(**keys))  # type: ignore[arg-type]
+    return check(config, skip=PROCESSES, today=D(today), calendar=calendar(xshg, **keys))
+
+
+def test_given_health_on_2027_01_04_without_extension_then_a_problem_naming_the_fix(xshg):
+    report = health_at(xshg, "2027-01-04")
+
+    assert not report.ok
+    (problem,) = report.problems
+    assert problem.startswith("calendar: 2027-01-04 is past the last day")
+    assert "weekdays count as trading days until you add 2027's exchange holidays" in problem
+    assert report.calendar is not None and 'known_until = "2027-12-31"' in report.calendar.example
+    assert "to extend the calendar" in render(report)
+
+
+def test_given_health_with_refuse_past_the_end_then_the_problem_says_refused(xshg):
+    (problem,) = health_at(xshg, "2027-01-04", beyond="refuse").problems
+
+    assert 'beyond = "refuse"' in problem and "extra_holidays" in problem
+
+
+def test_given_health_in_the_last_30_days_then_a_warning_and_still_ok(xshg):
+    report = health_at(xshg, "2026-12-06")
+
+    assert report.ok and report.problems == []
+    assert report.warnings == [
+        "calendar: the trading calendar ends on 2026-12-31, in 25 days (from exchange_calendars "
+        "XSHG); after it weekdays will count as trading days: add 2027's exchange holidays to "
+        'the config ([calendar] extra_holidays = ["2027-01-01", ...] and known_until = '
+        '"2027-12-31") and restart'
+    ]
+
+
+def test_given_health_with_the_extension_then_ok_and_quiet(xshg):
+    report = health_at(xshg, "2027-01-04", **EXTENDED)
+
+    assert report.ok and report.warnings == []
+    assert report.calendar is not None and report.calendar.last_day == "2027-12-31"
+
+
+def test_given_the_gateway_knows_further_then_health_trusts_it(xshg):
+    gateway = GatewayHealth(address="", events_address="", calendar_last_day="2027-12-31")
+    problems: list[str] = []
+    warnings: list[str] = []
+
+    _check_calendar(Config(), calendar(xshg), MONDAY, gateway, problems, warnings)
+
+    assert problems == [] and warnings == []
+
+
+# -- `qmtbus calendar` ------------------------------------------------------------------------
+
+
+def qmtbus_calendar(tmp_path: Path, toml: str, today: str, *args: str) -> str:
+    path = tmp_path / "qmtbus.toml"
+    path.write_text(toml)
+    done = subprocess.run(
+        [sys.executable, "-m", "qmtbus.cli", "--config", str(path), "calendar", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, clock.FAKE_TODAY_ENV: today},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_given_qmtbus_calendar_json_then_sources_last_day_and_next_days(tmp_path: Path):
+    toml = '[calendar]\nextra_holidays = ["2027-01-01"]\nknown_until = "2027-12-31"\n'
+
+    info = json.loads(qmtbus_calendar(tmp_path, toml, "2026-12-31", "--json", "--days", "3"))
+
+    assert [s["name"] for s in info["sources"]] == [EXTENSION, XSHG]
+    assert info["last_day"] == "2027-12-31" and info["last_day_source"] == EXTENSION
+    assert info["next_trading_days"] == [
+        {"date": "2026-12-31", "source": XSHG},
+        {"date": "2027-01-04", "source": EXTENSION},
+        {"date": "2027-01-05", "source": EXTENSION},
+    ]
+    assert info["problem"] is None and info["warning"] is None
+
+
+def test_given_qmtbus_calendar_past_the_end_then_it_says_so_with_the_example(tmp_path: Path):
+    out = qmtbus_calendar(tmp_path, "", "2027-01-04", "--days", "2")
+
+    assert "last known day: 2026-12-31 (from exchange_calendars XSHG)" in out
+    assert "2027-01-04 Mon  (a weekday no source vouches for)" in out
+    assert "problem: 2027-01-04 is past the last day" in out
+    assert 'known_until = "2027-12-31"' in out
