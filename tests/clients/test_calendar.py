@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from qmtbus.calendar import (
 )
 from qmtbus.config import CalendarConfig, Config, ConfigError, load_config
 from qmtbus.health import GatewayHealth, Report, _check_calendar, check, render
+from tests.support import ROOT
 
 D = dt.date.fromisoformat
 NEW_YEAR_EVE, NEW_YEAR, MONDAY = D("2026-12-31"), D("2027-01-01"), D("2027-01-04")
@@ -380,3 +382,18 @@ def test_given_qmtbus_calendar_past_the_end_then_it_says_so_with_the_example(tmp
     assert "2027-01-04 Mon  (a weekday no source vouches for)" in out
     assert "problem: 2027-01-04 is past the last day" in out
     assert 'known_until = "2027-12-31"' in out
+
+
+def test_given_the_readme_worked_example_then_qmtbus_calendar_prints_what_it_shows(
+    tmp_path: Path,
+):
+    section = (ROOT / "README.md").read_text().split("**Worked example", 1)[1]
+    toml = re.search(r"```toml\n(.*?)```", section, re.S)
+    shown = re.search(r"```text\n\$ qmtbus calendar --days 3\n(.*?)```", section, re.S)
+    assert toml and shown, "README's worked calendar example has lost its blocks"
+
+    out = qmtbus_calendar(tmp_path, toml.group(1), "2026-12-31", "--days", "3")
+
+    # exchange_calendars starts its sessions 20 years before the day it is loaded
+    first_day = re.compile(r"XSHG: \d{4}-\d{2}-\d{2} \.\.")
+    assert first_day.sub("XSHG: ..", out) == first_day.sub("XSHG: ..", shown.group(1))
