@@ -81,7 +81,8 @@ class Runner:
     def start(self) -> None:
         now = self.clock()
         names = [job.name for job in self.jobs]
-        for name, run in self.state.begin(names, now, self.calendar.last_day):
+        begun = self.state.begin(names, now, self.calendar.last_day, self.calendar.last_source)
+        for name, run in begun:
             log.error(
                 "job %s: the run for %s was cut short (the scheduler stopped mid-run); "
                 "not running it again",
