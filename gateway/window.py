@@ -54,15 +54,20 @@ class Window:
         calendar: TradingCalendar | Callable[[], TradingCalendar] | None = None,
         alert: Callable[[p.NoteEvent], None] | None = None,
     ) -> None:
+        # miniQMT's calendar (broker = "xtquant") may come later than the gateway, and its
+        # holidays are updated by the terminal: reload it once a day
+        self._daily_reload = False
         if isinstance(config, Config):
             self.config = config.gateway.window
             full = config
             self._load: Callable[[], TradingCalendar] = lambda: load_calendar(full)
+            self._daily_reload = config.gateway.broker == "xtquant"
         else:
             self.config = config
             self._load = lambda: load_calendar(Config())
         if isinstance(calendar, TradingCalendar):
             self._calendar: TradingCalendar | None = calendar
+            self._daily_reload = False
         else:
             self._calendar = None
             if calendar is not None:
@@ -98,7 +103,12 @@ class Window:
             return WindowState(True, "always open", 3600.0)
         now = (now or clock.now()).astimezone(SHANGHAI)
         if self.config.trading_days_only:
-            calendar = self.calendar
+            if self._daily_reload and self._told not in (None, now.date()):
+                self._calendar = None
+            try:
+                calendar = self.calendar
+            except ValueError as err:  # no source at all: the sentence says what to install
+                return WindowState(False, str(err), 300.0)
             self._tell_once_a_day(calendar, now.date())
             try:
                 verdict = calendar.verdict(now.date())

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from qmtbus import protocol as p
-from qmtbus.calendar import Layer, load_calendar, xshg_layer
+from qmtbus.calendar import Layer, TradingCalendar, load_calendar, xshg_layer
 from qmtbus.config import CalendarConfig, Config, GatewayConfig, WindowConfig
 from qmtbus.gateway.window import SHANGHAI, Window, refusal
 
@@ -141,3 +141,22 @@ def test_given_the_last_30_days_then_a_warning_once_a_day_and_no_note(
     assert len(warnings) == 2
     assert "the trading calendar ends on 2026-12-31, in 24 days" in warnings[0]
     assert notes == []
+
+
+@pytest.mark.parametrize(("broker", "loads"), [("xtquant", 2), ("sim", 1)])
+def test_given_miniqmt_as_a_source_then_the_calendar_is_reloaded_once_a_day(
+    xshg, broker: str, loads: int
+) -> None:
+    config = Config(gateway=GatewayConfig(broker=broker, window=WindowConfig(always_open=False)))  # type: ignore[arg-type]
+    loaded: list[int] = []
+
+    def load() -> TradingCalendar:
+        loaded.append(1)
+        return load_calendar(config, xshg=lambda: xshg)
+
+    win = Window(config, calendar=load)
+    win.state(at("2026-12-01 10:00"))
+    win.state(at("2026-12-01 11:00"))
+    win.state(at("2026-12-02 10:00"))
+
+    assert len(loaded) == loads
