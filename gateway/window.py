@@ -102,6 +102,7 @@ class Window:
         if self.config.always_open:
             return WindowState(True, "always open", 3600.0)
         now = (now or clock.now()).astimezone(SHANGHAI)
+        guess = ""  # said with every reason on a weekday no calendar source knows
         if self.config.trading_days_only:
             if self._daily_reload and self._told not in (None, now.date()):
                 self._calendar = None
@@ -118,6 +119,11 @@ class Window:
                 return WindowState(
                     False, f"{now.date()} is not a trading day", self._to_midnight(now)
                 )
+            if not verdict.vouched:
+                guess = (
+                    f"; {now.date()} counts as a trading day because it is a weekday: no "
+                    f"calendar source knows it (qmtbus calendar)"
+                )
         opens = now.replace(
             hour=self.config.open_time.hour,
             minute=self.config.open_time.minute,
@@ -132,12 +138,14 @@ class Window:
         )
         if now < opens:
             return WindowState(
-                False, f"window opens at {opens:%H:%M}", (opens - now).total_seconds()
+                False, f"window opens at {opens:%H:%M}{guess}", (opens - now).total_seconds()
             )
         if now >= closes:
-            return WindowState(False, f"window closed at {closes:%H:%M}", self._to_midnight(now))
+            return WindowState(
+                False, f"window closed at {closes:%H:%M}{guess}", self._to_midnight(now)
+            )
         return WindowState(
-            True, f"window open until {closes:%H:%M}", (closes - now).total_seconds()
+            True, f"window open until {closes:%H:%M}{guess}", (closes - now).total_seconds()
         )
 
     def _tell_once_a_day(self, calendar: TradingCalendar, today: dt.date) -> None:

@@ -90,7 +90,7 @@ def test_given_2027_01_04_without_extension_then_open_and_one_alert_a_day(xshg) 
     win.state(at("2027-01-05 10:00"))
 
     assert not first.open and "opens at 09:10" in first.reason
-    assert second.open
+    assert second.open and "no calendar source knows it" in second.reason
     assert [n.topic for n in notes] == ["alert.calendar", "alert.calendar"]
     data = notes[0].data
     assert data["date"] == "2027-01-04" and data["last_day"] == "2026-12-31"
@@ -100,7 +100,9 @@ def test_given_2027_01_04_without_extension_then_open_and_one_alert_a_day(xshg) 
 def test_given_2027_01_04_with_extension_then_open_without_alert(xshg) -> None:
     win, notes = window(xshg, **EXTENDED)
 
-    assert win.state(at("2027-01-04 10:00")).open
+    state = win.state(at("2027-01-04 10:00"))
+
+    assert state.open and state.reason == "window open until 15:10"
     assert notes == []
     assert win.calendar_last_day == "2027-12-31"
 
