@@ -318,7 +318,7 @@ def _check_scheduler(
             f"scheduler: its process (pid {health.pid}, from {path}) is not running; "
             "see logs/scheduler.log"
         )
-    now = dt.datetime.now(SHANGHAI)
+    now = clock.now()
     jobs = doc.get("jobs") or {}
     for name, record in sorted(jobs.items()):
         last = record.get("last_run") or {}
