@@ -58,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGBREAK, on_signal)
 
     reporter = Reporter(lambda: connect(config))
-    runner = Runner(config, jobs, calendar, state, reporter, lambda: connect(config))
+    # miniQMT's calendar is updated by the terminal (and may come up after us): daily
+    reload = (lambda: load_calendar(config)) if config.gateway.broker == "xtquant" else None
+    runner = Runner(
+        config, jobs, calendar, state, reporter, lambda: connect(config), reload_calendar=reload
+    )
     reporter.start()
     runner.start()
     while not stop.wait(1.0):  # a timed wait lets the signal handler run promptly

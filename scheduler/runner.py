@@ -57,8 +57,12 @@ class Runner:
         reporter: Reporter,
         connect: Callable[[], Gateway],
         clock: Callable[[], dt.datetime] = now_shanghai,
+        reload_calendar: Callable[[], TradingCalendar] | None = None,
     ) -> None:
+        """`reload_calendar`, when given, is called once a day for a fresh calendar
+        (miniQMT's, which the terminal updates and which may come up after us)."""
         self.config = config
+        self.reload_calendar = reload_calendar
         self.jobs = jobs
         self.calendar = calendar
         self.state = state
@@ -242,10 +246,39 @@ class Runner:
         today = self.clock().date()
         if self._calendar_told == today:
             return
+        if self._calendar_told is not None and self.reload_calendar is not None:
+            self._reload_calendar()
         self._calendar_told = today
         message = self.calendar.alert(today)
         if message is not None:
             log.warning("calendar: %s", message)
+
+    def _reload_calendar(self) -> None:
+        assert self.reload_calendar is not None
+        try:
+            calendar = self.reload_calendar()
+        except Exception as err:  # keep the one we have: it still answers
+            log.warning("reloading the trading calendar failed (%s); keeping the last one", err)
+            return
+        self.calendar = calendar
+        for job in self.jobs:
+            job.schedule.calendar = calendar
+        log.info(
+            "trading calendar reloaded: %s; last known day %s (from %s)",
+            calendar.name,
+            calendar.last_day.isoformat(),
+            calendar.last_source,
+        )
+
+    def _no_longer_a_trading_day(self, day: dt.date) -> str:
+        """Why an armed run's day is not a trading day after all ("" when it is): the
+        calendar may have learnt more since the run was armed."""
+        try:
+            if self.calendar.is_trading_day(day):
+                return ""
+        except CalendarExpired as err:
+            return str(err)
+        return f"the trading calendar now says {day.isoformat()} is not a trading day"
 
     # ---- running --------------------------------------------------------
 
@@ -257,6 +290,11 @@ class Runner:
             self._arm(job, after=scheduled_for)
         now = self.clock()
         late = (now - scheduled_for).total_seconds()
+        if job.schedule.trading_days_only:
+            closed = self._no_longer_a_trading_day(scheduled_for.date())
+            if closed:
+                self._skip(job, scheduled_for, now, closed)
+                return
         with self._running_changed:
             busy = self._running.get(job.name)
             if busy is not None:
