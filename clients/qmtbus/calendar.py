@@ -24,18 +24,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from qmtbus import clock
-from qmtbus.clock import SHANGHAI
+from qmtbus.clock import SHANGHAI as SHANGHAI  # re-exported: older imports use it
 
 if TYPE_CHECKING:
     from qmtbus.config import CalendarConfig, Config
-
-__all__ = [
-    "SHANGHAI",
-    "CalendarExpired",
-    "Layer",
-    "TradingCalendar",
-    "load_calendar",
-]
 
 log = logging.getLogger("qmtbus.calendar")
 
