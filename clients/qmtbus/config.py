@@ -35,7 +35,7 @@ class WindowConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """When the gateway holds the broker connection.
 
     `always_open` (the simulator's default) ignores the rest. Otherwise the
-    window is open on XSHG trading days from `open_time` to `close_time`
+    window is open on trading days (qmtbus.calendar) from `open_time` to `close_time`
     (Asia/Shanghai).
     """
 
