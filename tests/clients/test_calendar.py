@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from qmtbus.calendar import (
     load_calendar,
     xshg_layer,
 )
-from qmtbus.config import CalendarConfig, Config, ConfigError, load_config
+from qmtbus.config import CalendarConfig, Config, ConfigError, GatewayConfig, load_config
 from qmtbus.health import GatewayHealth, Report, _check_calendar, check, render
 from tests.support import ROOT
 
@@ -397,3 +398,20 @@ def test_given_the_readme_worked_example_then_qmtbus_calendar_prints_what_it_sho
     # exchange_calendars starts its sessions 20 years before the day it is loaded
     first_day = re.compile(r"XSHG: \d{4}-\d{2}-\d{2} \.\.")
     assert first_day.sub("XSHG: ..", out) == first_day.sub("XSHG: ..", shown.group(1))
+
+
+def test_given_windows_and_the_xtquant_broker_then_xtdata_is_imported_lazily_and_read(
+    xshg, monkeypatch: pytest.MonkeyPatch
+):
+    closed = [NEW_YEAR]
+    fake = types.ModuleType("xtquant")
+    fake.xtdata = FakeXtData(weekdays(D("2026-12-01"), D("2027-12-31"), set(closed)), closed)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "xtquant", fake)  # never the real one: its import phones home
+    monkeypatch.setattr(sys, "platform", "win32")
+    config = Config(gateway=GatewayConfig(broker="xtquant"))
+
+    cal = load_calendar(config, xshg=lambda: xshg)
+    on_linux = load_calendar(Config(), xshg=lambda: xshg)
+
+    assert cal.last_source == XTDATA and not cal.is_trading_day(NEW_YEAR)
+    assert [layer.name for layer in on_linux.layers] == [XSHG]  # broker = "sim": not asked
