@@ -15,6 +15,7 @@ import msgspec
 from qmtbus import protocol as p
 from qmtbus.gateway.handoff import RunQuery
 from qmtbus.gateway.journal import NotHeld
+from qmtbus.gateway.window import refusal
 
 if TYPE_CHECKING:
     from qmtbus.gateway.server import Server
@@ -129,7 +130,7 @@ def dispatch(server: Server, envelope: list[bytes], json: bool, cmd: p.Command) 
             return
         case p.QueryAsset() | p.QueryOrders() | p.QueryTrades() | p.QueryPositions():
             if server.state != "ready" or server.stopping:
-                message = f"the gateway is {server.state}; no broker to query"
+                message = f"{refusal(server.state, server.state_reason)}; no broker to query"
                 reply = p.ErrorReply(code=p.NOT_CONNECTED, message=message)
             else:
                 server.lifecycle.submit(RunQuery(cmd, envelope, json))

@@ -70,7 +70,7 @@ class Lifecycle:
         self.config = config
         self.broker = broker
         self.post = post
-        self.window = Window(config.gateway.window)
+        self.window = Window(config, alert=self.post_event)  # alert.calendar notes
         self.jobs: queue.Queue[Job | None] = queue.Queue()
         self.stopping = threading.Event()
         self.session_id = 0

@@ -20,6 +20,7 @@ import msgspec
 from qmtbus import protocol as p
 from qmtbus.gateway.handoff import SendCancel, SendOrder
 from qmtbus.gateway.store import ACCEPTED, REJECTED, SENDING, SENT, ClientOrder
+from qmtbus.gateway.window import refusal
 
 if TYPE_CHECKING:
     from qmtbus.gateway.server import Server
@@ -66,7 +67,11 @@ class OrderDesk:
                 server.reply(envelope, json, rec.ack(duplicate=True))
             return
         if server.stopping or server.state != "ready":
-            why = "the gateway is stopping" if server.stopping else f"the gateway is {server.state}"
+            why = (
+                "the gateway is stopping"
+                if server.stopping
+                else refusal(server.state, server.state_reason)
+            )
             server.reply(envelope, json, _error(p.NOT_CONNECTED, f"{why}; order not sent"))
             return
         if self._in_flight(envelope) >= self.max_in_flight:
@@ -107,7 +112,7 @@ class OrderDesk:
                 return
             order_id = rec.order_id
         if server.stopping or server.state != "ready":
-            message = f"the gateway is {server.state}; cancel not sent"
+            message = f"{refusal(server.state, server.state_reason)}; cancel not sent"
             server.reply(envelope, json, _error(p.NOT_CONNECTED, message))
             return
         if self._in_flight(envelope) >= self.max_in_flight:

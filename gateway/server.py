@@ -23,6 +23,7 @@ import msgspec
 import zmq
 
 from qmtbus import protocol as p
+from qmtbus.clock import trading_day
 from qmtbus.config import Config
 from qmtbus.gateway import commands
 from qmtbus.gateway.book import Book
@@ -45,7 +46,6 @@ from qmtbus.gateway.orders import OrderDesk
 from qmtbus.gateway.quotes import QuoteDesk
 from qmtbus.gateway.risk import RiskGate
 from qmtbus.gateway.store import Store
-from qmtbus.gateway.window import trading_day
 from qmtbus.security import secure_server, start_authenticator
 
 log = logging.getLogger("gateway.server")
@@ -285,6 +285,7 @@ class Server:
             trading=self.risk.trading,
             trading_reason=self.risk.trading_reason,
             state_reason=self.state_reason,
+            calendar_last_day=self.lifecycle.window.calendar_last_day,
         )
 
     # -- stopping -----------------------------------------------------------------------------

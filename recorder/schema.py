@@ -16,12 +16,13 @@ import duckdb
 import msgspec
 
 from qmtbus import protocol
+from qmtbus.clock import TIME_ZONE_NAME
 
 # The bus header every event carries; typed tables put it first, then `time`.
 HEADER = ("epoch", "seq", "ts", "account_id")
 
 # DuckDB stores TIMESTAMPTZ as an instant; this session setting is how it is shown.
-TIME_ZONE = "Asia/Shanghai"
+TIME_ZONE = TIME_ZONE_NAME
 
 # ts is integer nanoseconds since the Unix epoch (UTC); TIMESTAMPTZ keeps microseconds.
 TIME_EXPR = "timezone('UTC', make_timestamp(ts // 1000))"

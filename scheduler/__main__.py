@@ -12,7 +12,7 @@ from pathlib import Path
 from types import FrameType
 
 from qmtbus import Gateway
-from qmtbus.calendar import TradingCalendar
+from qmtbus.calendar import load_calendar
 from qmtbus.config import Config, ConfigError, config_path, load_config
 from qmtbus.scheduler.jobs import JobError, load_jobs
 from qmtbus.scheduler.report import Reporter
@@ -24,7 +24,7 @@ log = logging.getLogger("scheduler")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="qmtbus-scheduler", description="Run the qmtbus jobs on XSHG trading days."
+        prog="qmtbus-scheduler", description="Run the qmtbus jobs on trading days."
     )
     parser.add_argument("--config", help="the qmtbus TOML file (default: $QMTBUS_CONFIG)")
     args = parser.parse_args(argv)
@@ -38,11 +38,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = load_config(config_path(args.config))
-        calendar = TradingCalendar.load()
+        calendar = load_calendar(config)
         # user job modules are imported here, so a bad one stops start-up, not a run
         jobs = load_jobs(config.scheduler, calendar)
         state = open_state(Path(config.scheduler.state_file))
-    except (ConfigError, JobError, StateLocked) as err:
+    except (ConfigError, JobError, StateLocked, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
@@ -58,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGBREAK, on_signal)
 
     reporter = Reporter(lambda: connect(config))
-    runner = Runner(config, jobs, calendar, state, reporter, lambda: connect(config))
+    # miniQMT's calendar is updated by the terminal (and may come up after us): daily
+    reload = (lambda: load_calendar(config)) if config.gateway.broker == "xtquant" else None
+    runner = Runner(
+        config, jobs, calendar, state, reporter, lambda: connect(config), reload_calendar=reload
+    )
     reporter.start()
     runner.start()
     while not stop.wait(1.0):  # a timed wait lets the signal handler run promptly

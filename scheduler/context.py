@@ -21,7 +21,7 @@ class JobContext:
       shared between threads), closed by the scheduler when the job returns.
     - `log`: the logger "scheduler.job.<name>" (stderr, like every qmtbus log).
     - `trading_day`: the Shanghai date of `scheduled_for`; for a job with
-      `trading_days_only` it is an XSHG session.
+      `trading_days_only` it is a trading day (qmtbus.calendar).
     - `scheduled_for`: the cron time of this run (aware, Asia/Shanghai); the
       run may start later under misfire = "run_late".
     - `args`: the job's `args` table from the config.

@@ -22,8 +22,9 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from qmtbus import Gateway
-from qmtbus.calendar import SHANGHAI, CalendarExpired, TradingCalendar
+from qmtbus import Gateway, clock
+from qmtbus.calendar import CalendarExpired, TradingCalendar
+from qmtbus.clock import SHANGHAI
 from qmtbus.config import Config
 from qmtbus.scheduler.context import JobContext
 from qmtbus.scheduler.jobs import Job
@@ -37,7 +38,7 @@ MAX_RESULT_CHARS = 1000
 
 
 def now_shanghai() -> dt.datetime:
-    return dt.datetime.now(SHANGHAI)
+    return clock.now()
 
 
 def iso(value: dt.datetime | dt.date | None) -> str | None:
@@ -56,8 +57,12 @@ class Runner:
         reporter: Reporter,
         connect: Callable[[], Gateway],
         clock: Callable[[], dt.datetime] = now_shanghai,
+        reload_calendar: Callable[[], TradingCalendar] | None = None,
     ) -> None:
+        """`reload_calendar`, when given, is called once a day for a fresh calendar
+        (miniQMT's, which the terminal updates and which may come up after us)."""
         self.config = config
+        self.reload_calendar = reload_calendar
         self.jobs = jobs
         self.calendar = calendar
         self.state = state
@@ -72,6 +77,7 @@ class Runner:
             executors={"default": ThreadPoolExecutor(max_workers=len(jobs) + 4)},
         )
         self._running: dict[str, dt.datetime] = {}
+        self._calendar_told: dt.date | None = None  # the last day the calendar was logged
         self._running_changed = threading.Condition()
 
     # ---- start and stop -------------------------------------------------
@@ -79,7 +85,8 @@ class Runner:
     def start(self) -> None:
         now = self.clock()
         names = [job.name for job in self.jobs]
-        for name, run in self.state.begin(names, now, self.calendar.last_day):
+        begun = self.state.begin(names, now, self.calendar.last_day, self.calendar.last_source)
+        for name, run in begun:
             log.error(
                 "job %s: the run for %s was cut short (the scheduler stopped mid-run); "
                 "not running it again",
@@ -89,8 +96,12 @@ class Runner:
             self._report(
                 name, run.scheduled_for, "interrupted", started=run.started, error=run.error
             )
-        self._warn_if_calendar_ends_soon(now)
+        self._tell_about_calendar()
         self.scheduler.start()
+        # the calendar's gap or coming end is logged once a Shanghai day
+        self.scheduler.add_job(
+            self._tell_about_calendar, "interval", minutes=10, id="calendar check"
+        )
         for job in self.jobs:
             if self._catch_up(job, now):
                 self._arm(job, after=now)
@@ -135,6 +146,18 @@ class Runner:
         except CalendarExpired as err:
             self._calendar_expired(job, err)
             return
+        if (
+            fire is not None
+            and job.schedule.trading_days_only
+            and self.calendar.is_beyond(fire.date())
+        ):  # logged before the state file shows it
+            log.warning(
+                "job %s runs at %s: a weekday no calendar source knows (the calendar ends "
+                '%s), counted as a trading day (beyond = "weekdays")',
+                job.name,
+                fire.isoformat(),
+                self.calendar.last_day.isoformat(),
+            )
         self.state.set_next_run(job.name, fire, self.clock())
         if fire is None or self.stopping.is_set():
             return
@@ -217,16 +240,45 @@ class Runner:
             },
         )
 
-    def _warn_if_calendar_ends_soon(self, now: dt.datetime) -> None:
-        days_left = (self.calendar.last_day - now.date()).days
-        if 0 <= days_left <= 30:
-            log.warning(
-                "the %s calendar ends on %s (%d days): upgrade exchange_calendars before "
-                "then, or trading-days-only jobs stop",
-                self.calendar.name,
-                self.calendar.last_day.isoformat(),
-                days_left,
-            )
+    def _tell_about_calendar(self) -> None:
+        """Once a Shanghai day: a WARNING when today lies past the calendar (weekdays
+        count as trading days, or trading-day jobs are refused) or within 30 days of its end."""
+        today = self.clock().date()
+        if self._calendar_told == today:
+            return
+        if self._calendar_told is not None and self.reload_calendar is not None:
+            self._reload_calendar()
+        self._calendar_told = today
+        message = self.calendar.alert(today)
+        if message is not None:
+            log.warning("calendar: %s", message)
+
+    def _reload_calendar(self) -> None:
+        assert self.reload_calendar is not None
+        try:
+            calendar = self.reload_calendar()
+        except Exception as err:  # keep the one we have: it still answers
+            log.warning("reloading the trading calendar failed (%s); keeping the last one", err)
+            return
+        self.calendar = calendar
+        for job in self.jobs:
+            job.schedule.calendar = calendar
+        log.info(
+            "trading calendar reloaded: %s; last known day %s (from %s)",
+            calendar.name,
+            calendar.last_day.isoformat(),
+            calendar.last_source,
+        )
+
+    def _no_longer_a_trading_day(self, day: dt.date) -> str:
+        """Why an armed run's day is not a trading day after all ("" when it is): the
+        calendar may have learnt more since the run was armed."""
+        try:
+            if self.calendar.is_trading_day(day):
+                return ""
+        except CalendarExpired as err:
+            return str(err)
+        return f"the trading calendar now says {day.isoformat()} is not a trading day"
 
     # ---- running --------------------------------------------------------
 
@@ -238,6 +290,11 @@ class Runner:
             self._arm(job, after=scheduled_for)
         now = self.clock()
         late = (now - scheduled_for).total_seconds()
+        if job.schedule.trading_days_only:
+            closed = self._no_longer_a_trading_day(scheduled_for.date())
+            if closed:
+                self._skip(job, scheduled_for, now, closed)
+                return
         with self._running_changed:
             busy = self._running.get(job.name)
             if busy is not None:

@@ -12,7 +12,8 @@ import re
 
 from apscheduler.triggers.cron import CronTrigger
 
-from qmtbus.calendar import SHANGHAI, TradingCalendar
+from qmtbus.calendar import TradingCalendar
+from qmtbus.clock import SHANGHAI
 
 _ONE_SECOND = dt.timedelta(seconds=1)
 _WEEKDAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # classic cron: 0 = Sunday
@@ -105,7 +106,8 @@ def _weekday(token: str, field: str) -> int:
 
 
 class Schedule:
-    """The fire times of one job: its cron, and the XSHG sessions when `trading_days_only`."""
+    """The fire times of one job: its cron, and the calendar's trading days when
+    `trading_days_only` (past the calendar, weekdays or a refusal: `[calendar] beyond`)."""
 
     def __init__(
         self, trigger: CronTrigger, calendar: TradingCalendar, trading_days_only: bool
@@ -118,7 +120,9 @@ class Schedule:
         """The first fire time strictly after `after` (aware datetime), in Shanghai time.
 
         Raises CalendarExpired when a trading-days-only job's next cron time falls
-        past the calendar's last known day: the caller reports it; we never guess.
+        past the calendar's last known day and `[calendar] beyond = "refuse"`: the
+        caller reports it. With "weekdays" such a day fires on a weekday (the
+        runner logs it).
         """
         start = after.astimezone(SHANGHAI).replace(microsecond=0) + _ONE_SECOND
         while True:

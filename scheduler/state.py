@@ -129,7 +129,11 @@ class StateFile:
             self._lock_file = None
 
     def begin(
-        self, names: list[str], now: dt.datetime, calendar_last_day: dt.date
+        self,
+        names: list[str],
+        now: dt.datetime,
+        calendar_last_day: dt.date,
+        calendar: str = "XSHG",
     ) -> list[tuple[str, RunRecord]]:
         """Start-up: forget jobs no longer configured, meet new ones (nothing before
         `now` is theirs to run), and return the runs a killed scheduler left running,
@@ -150,6 +154,7 @@ class StateFile:
             doc.pid = os.getpid()
             doc.started = now
             doc.calendar_last_day = calendar_last_day
+            doc.calendar = calendar
             self._save(now)
         return interrupted
 

@@ -340,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = keys_sub.add_parser("new", parents=[common], help="write a new key pair NAME.key(_secret)")
     p.add_argument("name")
     p.add_argument("--dir", default=".", help="where to write the key files")
+    from qmtbus import calendar  # light: exchange_calendars loads only when the command runs
+
+    p = add("calendar", calendar.command, "the trading calendar: sources, last day, next days")
+    calendar.add_arguments(p)
     # `health` lives in its own module; offered only where it is installed.
     health = _optional("qmtbus.health")
     if health is not None and hasattr(health, "health"):

@@ -35,7 +35,7 @@ class WindowConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """When the gateway holds the broker connection.
 
     `always_open` (the simulator's default) ignores the rest. Otherwise the
-    window is open on XSHG trading days from `open_time` to `close_time`
+    window is open on trading days (qmtbus.calendar) from `open_time` to `close_time`
     (Asia/Shanghai).
     """
 
@@ -231,6 +231,30 @@ class SchedulerConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields
     stop_timeout: NonNegFloat = 10.0
 
 
+class CalendarConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The user's extension of the trading calendar (qmtbus.calendar; docs/operations.md).
+
+    `extra_holidays`: weekdays the exchanges are closed ("2027-01-01" or a bare
+    TOML date); `known_until`: the last day that list is complete for: up to it,
+    weekdays minus those holidays are trading days. `beyond`: a date no source
+    knows counts as a trading day when it is a weekday ("weekdays", loudly), or
+    is refused ("refuse").
+    """
+
+    extra_holidays: list[dt.date] = []
+    known_until: dt.date | None = None
+    beyond: Literal["weekdays", "refuse"] = "weekdays"
+
+    def __post_init__(self) -> None:
+        if self.known_until is not None:
+            late = sorted(day for day in self.extra_holidays if day > self.known_until)
+            if late:
+                raise ValueError(
+                    f"extra_holidays has {late[0].isoformat()}, after known_until "
+                    f"{self.known_until.isoformat()}; raise known_until or drop the date"
+                )
+
+
 class Config(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     gateway: GatewayConfig = GatewayConfig()
     xtquant: XtQuantConfig = XtQuantConfig()
@@ -240,6 +264,7 @@ class Config(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     client: ClientConfig = ClientConfig()
     recorder: RecorderConfig = RecorderConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
+    calendar: CalendarConfig = CalendarConfig()
 
 
 def config_path(cli_value: str | None) -> str | None:
@@ -260,13 +285,38 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
             f"--config or {CONFIG_ENV}"
         ) from None
     try:
-        config = msgspec.toml.decode(raw, type=Config)
+        config = _decode(raw)
     except msgspec.ValidationError as err:
         raise ConfigError(f"config file {file}: {_explain(str(err))}") from None
     except msgspec.DecodeError as err:
         raise ConfigError(f"config file {file} is not valid TOML ({err}); fix the syntax") from None
     _check(config, file)
     return config
+
+
+def _decode(raw: bytes) -> Config:
+    """msgspec.toml.decode, but `[calendar]` dates may also be written as quoted strings."""
+    tree = msgspec.toml.decode(raw)
+    section = tree.get("calendar") if isinstance(tree, dict) else None
+    if isinstance(section, dict):
+        for key in ("extra_holidays", "known_until"):
+            value = section.get(key)
+            if isinstance(value, list):
+                section[key] = [_as_date(item) for item in value]
+            elif value is not None:
+                section[key] = _as_date(value)
+    return msgspec.convert(
+        tree, Config, builtin_types=(dt.datetime, dt.date, dt.time), str_keys=True
+    )
+
+
+def _as_date(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip()) if len(value.strip()) == 10 else value
+        except ValueError:
+            return value  # msgspec names the key; _explain words it
+    return value
 
 
 def _explain(message: str) -> str:
@@ -277,6 +327,8 @@ def _explain(message: str) -> str:
         field = text.split("`")[1]
         full = f"{key}.{field}" if key != "(top level)" else field
         return f"unknown key `{full}`; remove it or fix its spelling (see README, Configuration)"
+    if key.startswith("calendar.") and text.startswith("Expected `date"):
+        return f'`{key}` is not a date; write it as "2027-01-01" (see README, Configuration)'
     return f"bad value for `{key}`: {text}; fix it (see README, Configuration)"
 
 

@@ -6,7 +6,10 @@
   (epoch, seq), the last commit), its lag behind the gateway's last_seq, and
   its status file (recorder.status_file);
 - scheduler: its state file (scheduler.state_file): the last and next job, a
-  next run that is overdue, a scheduler process that is gone.
+  next run that is overdue, a scheduler process that is gone;
+- calendar: the trading calendar this config gives (qmtbus.calendar): a problem
+  when today lies past its last known day (the fix named, with example lines),
+  a warning in the 30 days before.
 
 Exit 0 when nothing is wrong, 1 when something is (each problem one sentence on
 stderr), 2 for a config error. Warnings (trading halted, a job that failed,
@@ -26,16 +29,17 @@ from typing import Any, Literal
 import msgspec
 import zmq
 
-from qmtbus import protocol, table
+from qmtbus import clock, protocol, table
+from qmtbus.calendar import TradingCalendar, example_lines, load_calendar
 from qmtbus.client import CurveKeys, Gateway, RecorderClient, client_curve
+from qmtbus.clock import SHANGHAI
 from qmtbus.config import Config, load_config
 from qmtbus.errors import GatewayError, GatewayUnreachable
 from qmtbus.keys import secure_client
 
 OK, UNHEALTHY = 0, 1
-Component = Literal["gateway", "recorder", "scheduler"]
-COMPONENTS: tuple[Component, ...] = ("gateway", "recorder", "scheduler")
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+Component = Literal["gateway", "recorder", "scheduler", "calendar"]
+COMPONENTS: tuple[Component, ...] = ("gateway", "recorder", "scheduler", "calendar")
 
 DEFAULT_HEARTBEAT_TIMEOUT = 3.0
 DEFAULT_MAX_LAG = 1000  # events; the recorder commits about every second
@@ -57,6 +61,7 @@ class GatewayHealth(msgspec.Struct, kw_only=True):
     last_seq: int = 0
     heartbeat: bool = False
     last_event_age: float | None = None  # seconds since the newest heartbeat's ts
+    calendar_last_day: str = ""  # the gateway's calendar's last known day ("" if it uses none)
 
 
 class RecorderHealth(msgspec.Struct, kw_only=True):
@@ -92,6 +97,17 @@ class SchedulerHealth(msgspec.Struct, kw_only=True):
     jobs: list[JobHealth] = []
 
 
+class CalendarHealth(msgspec.Struct, kw_only=True):
+    today: str
+    sources: str = ""  # the layers, first that knows a date wins
+    last_day: str = ""  # the last day a source vouches for
+    last_day_source: str = ""
+    gateway_last_day: str = ""  # what the gateway's own calendar says, when it has one
+    days_left: int | None = None
+    beyond: str = ""
+    example: str = ""  # the config lines that would extend it, when it needs extending
+
+
 class Report(msgspec.Struct, kw_only=True):
     ok: bool
     problems: list[str]
@@ -99,6 +115,7 @@ class Report(msgspec.Struct, kw_only=True):
     gateway: GatewayHealth | None = None
     recorder: RecorderHealth | None = None
     scheduler: SchedulerHealth | None = None
+    calendar: CalendarHealth | None = None
 
 
 # --------------------------------------------------------------------------
@@ -114,8 +131,11 @@ def check(
     max_commit_age: float = DEFAULT_MAX_COMMIT_AGE,
     overdue: float = DEFAULT_OVERDUE,
     skip: frozenset[str] = frozenset(),
+    today: dt.date | None = None,
+    calendar: TradingCalendar | None = None,
 ) -> Report:
-    """Look at every component (but those in `skip`) and say what is wrong."""
+    """Look at every component (but those in `skip`) and say what is wrong. `today` and
+    `calendar` default to the Shanghai date and the config's calendar."""
     problems: list[str] = []
     warnings: list[str] = []
     gw = (
@@ -125,6 +145,10 @@ def check(
     if "recorder" not in skip:
         rec = _check_recorder(config, gw, heartbeat_timeout, max_lag, max_commit_age, problems)
     sched = None if "scheduler" in skip else _check_scheduler(config, overdue, problems, warnings)
+    cal = None
+    if "calendar" not in skip:
+        day = today or clock.today()
+        cal = _check_calendar(config, calendar, day, gw, problems, warnings)
     return Report(
         ok=not problems,
         problems=problems,
@@ -132,6 +156,7 @@ def check(
         gateway=gw,
         recorder=rec,
         scheduler=sched,
+        calendar=cal,
     )
 
 
@@ -159,6 +184,7 @@ def _check_gateway(
             health.trading, health.trading_reason = status.trading, status.trading_reason
             health.broker, health.account_id = status.broker, status.account_id
             health.epoch, health.last_seq = status.epoch, status.last_seq
+            health.calendar_last_day = status.calendar_last_day
             why = f" ({status.state_reason})" if status.state_reason else ""
             if status.state == "outside_window":
                 warnings.append(
@@ -290,7 +316,7 @@ def _check_scheduler(
             f"scheduler: its process (pid {health.pid}, from {path}) is not running; "
             "see logs/scheduler.log"
         )
-    now = dt.datetime.now(SHANGHAI)
+    now = clock.now()
     jobs = doc.get("jobs") or {}
     for name, record in sorted(jobs.items()):
         last = record.get("last_run") or {}
@@ -324,6 +350,41 @@ def _check_scheduler(
     upcoming = [j for j in health.jobs if _parse_time(j.next_run) is not None]
     if upcoming:
         health.next_job = min(upcoming, key=lambda j: _parse_time(j.next_run) or now)
+    return health
+
+
+def _check_calendar(
+    config: Config,
+    calendar: TradingCalendar | None,
+    today: dt.date,
+    gw: GatewayHealth | None,
+    problems: list[str],
+    warnings: list[str],
+) -> CalendarHealth:
+    health = CalendarHealth(today=today.isoformat(), beyond=config.calendar.beyond)
+    if gw is not None:
+        health.gateway_last_day = gw.calendar_last_day
+    if calendar is None:
+        try:
+            calendar = load_calendar(config)
+        except ValueError as err:
+            problems.append(f"calendar: {err}")
+            return health
+    health.sources = calendar.name
+    health.last_day = calendar.last_day.isoformat()
+    health.last_day_source = calendar.last_source
+    last_day = calendar.last_day
+    if health.gateway_last_day > health.last_day:  # e.g. miniQMT's calendar on the gateway's host
+        last_day = dt.date.fromisoformat(health.gateway_last_day)
+    health.days_left = (last_day - today).days
+    gap = calendar.gap(today) if today > last_day else None
+    soon = calendar.ends_soon(today) if last_day == calendar.last_day else None
+    if gap is not None:
+        problems.append(f"calendar: {gap}")
+        health.example = example_lines(today.year)
+    elif soon is not None:
+        warnings.append(f"calendar: {soon}")
+        health.example = example_lines(calendar.last_day.year + 1)
     return health
 
 
@@ -393,14 +454,32 @@ def render(report: Report) -> str:
         rows.append(("recorder", *_recorder_cells(report.recorder, report.problems)))
     if report.scheduler is not None:
         rows.append(("scheduler", *_scheduler_cells(report.scheduler, report.problems)))
+    if report.calendar is not None:
+        rows.append(("calendar", *_calendar_cells(report.calendar, report.problems)))
     lines = [table.table(["component", "health", "details"], rows)]
     lines += [f"warning: {w}" for w in report.warnings]
+    if report.calendar is not None and report.calendar.example:
+        lines.append("to extend the calendar, add to the config, for example:")
+        lines += [f"  {line}" for line in report.calendar.example.splitlines()]
     lines.append("all healthy" if report.ok else f"{len(report.problems)} problem(s)")
     return "\n".join(lines)
 
 
 def _verdict(name: str, problems: list[str]) -> str:
     return "PROBLEM" if any(p.startswith(f"{name}:") for p in problems) else "ok"
+
+
+def _calendar_cells(c: CalendarHealth, problems: list[str]) -> tuple[str, str]:
+    if not c.last_day:
+        return "PROBLEM", "no calendar source could be loaded"
+    left = f", {c.days_left} days left" if c.days_left is not None and c.days_left >= 0 else ""
+    gateway = ""
+    if c.gateway_last_day and c.gateway_last_day != c.last_day:
+        gateway = f" (the gateway's: {c.gateway_last_day})"
+    details = (
+        f'known until {c.last_day}{gateway} from {c.last_day_source}{left}; beyond = "{c.beyond}"'
+    )
+    return _verdict("calendar", problems), details
 
 
 def _gateway_cells(g: GatewayHealth, problems: list[str]) -> tuple[str, str]:

@@ -540,6 +540,9 @@ class Status(_Msg, tag="status", frozen=True, kw_only=True):
     trading: TradingState = "active"
     trading_reason: str = ""
     state_reason: str = ""
+    # the trading calendar's last known day ("YYYY-MM-DD"); "" when the gateway's
+    # window does not use the calendar (always_open, or trading_days_only = false)
+    calendar_last_day: str = ""
 
 
 class OrderAck(_Msg, tag="order_ack", frozen=True, kw_only=True):

@@ -163,6 +163,8 @@ FIELD_NOTES: dict[str, str] = {
     "Status.trading": "trading state set by halt / reduce_only / resume",
     "Status.trading_reason": "the reason given with the last trading-state change",
     "Status.state_reason": "why the gateway is in its state",
+    "Status.calendar_last_day": "the trading calendar's last known day, YYYY-MM-DD; empty when "
+    "the window uses no calendar",
     "OrderAck.duplicate": "true when this client_order_id was already accepted: nothing sent",
     "OrderAck.status": "accepted, pending or rejected (see above)",
     "OrderAck.error_msg": "the broker's reason when rejected",

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from qmtbus import protocol
+from qmtbus.clock import SHANGHAI
 
 ORDER_STATUS_NAMES = {
     protocol.ORDER_UNREPORTED: "unreported",
@@ -24,7 +25,7 @@ ORDER_STATUS_NAMES = {
     protocol.ORDER_UNKNOWN: "unknown",
 }
 SIDE_NAMES = {protocol.STOCK_BUY: "buy", protocol.STOCK_SELL: "sell"}
-_CHINA = dt.timezone(dt.timedelta(hours=8))
+_CHINA = SHANGHAI  # the one Shanghai clock: qmtbus.clock
 
 
 def cell(value: Any) -> str:

@@ -16,16 +16,17 @@ import logging
 import threading
 from typing import Any
 
+from qmtbus import clock
+from qmtbus.clock import SHANGHAI
 from qmtbus.gateway.broker import TickSink
 
 log = logging.getLogger(__name__)
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 CHECK_INTERVAL = 3.0  # seconds between connection checks
 
 
 def _today() -> str:
-    return dt.datetime.now(SHANGHAI).strftime("%Y%m%d")
+    return clock.now().strftime("%Y%m%d")
 
 
 def _time_ms(tick: dict[str, Any]) -> int:

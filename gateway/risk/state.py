@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 from pathlib import Path
 
 import msgspec
 
+from qmtbus.clock import SHANGHAI as SHANGHAI
+from qmtbus.clock import trading_day as trading_day
 from qmtbus.protocol import TradingState
 
 log = logging.getLogger(__name__)
 
-# China has kept UTC+8 without daylight saving since 1991; a fixed offset
-# avoids needing the IANA database (absent on a bare Windows Python).
-SHANGHAI = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
-
-
-def trading_day(ts: float) -> str:
-    """The Asia/Shanghai calendar date of a Unix time, as "YYYY-MM-DD": daily caps reset
-    when it changes (no order is accepted between midnight and the open anyway)."""
-    return dt.datetime.fromtimestamp(ts, SHANGHAI).date().isoformat()
+# Daily caps reset when the Shanghai date of `ts` changes (no order is accepted
+# between midnight and the open anyway): qmtbus.clock.trading_day(ts).
 
 
 class Totals(msgspec.Struct, kw_only=True):

@@ -46,6 +46,9 @@ def stack(tmp_path: Path) -> Stack:
                 "after_close_snapshot": False,
             },
             "recorder": {"write_retry_seconds": 0.2},
+            # these tests are about the processes: a calendar that never runs out here
+            # (tests/gateway/test_calendar_e2e.py covers health past its end)
+            "calendar": {"known_until": "2099-12-31"},
         },
     )
 

@@ -1,4 +1,4 @@
-"""Fire times: cron in Shanghai time, gated by XSHG sessions, computed without waiting."""
+"""Fire times: cron in Shanghai time, gated by the trading calendar, computed without waiting."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from qmtbus.calendar import SHANGHAI, CalendarExpired, TradingCalendar
+from qmtbus.calendar import SHANGHAI, CalendarExpired, TradingCalendar, load_calendar
+from qmtbus.config import CalendarConfig, Config
 from qmtbus.scheduler.schedule import CronError, Schedule, parse_cron
 
 
@@ -119,8 +120,9 @@ def test_given_per_second_job_then_a_holiday_week_is_skipped_day_by_day_not_seco
     assert time.monotonic() - began < 0.5
 
 
-def test_given_date_past_the_calendar_then_trading_day_job_is_refused_not_guessed(xshg):
-    job = schedule("0 9 * * *", xshg)
+def test_given_beyond_refuse_and_a_date_past_the_calendar_then_trading_day_job_is_refused(xshg):
+    refusing = TradingCalendar(xshg.layers, beyond="refuse")
+    job = schedule("0 9 * * *", refusing)
     last = xshg.last_day
     late_evening = dt.datetime.combine(last, dt.time(23, 0), SHANGHAI)
 
@@ -129,9 +131,35 @@ def test_given_date_past_the_calendar_then_trading_day_job_is_refused_not_guesse
 
     assert refused.value.last_day == last
     assert refused.value.day > last
-    assert "upgrade exchange_calendars" in str(refused.value)
+    assert "extra_holidays" in str(refused.value) and "known_until" in str(refused.value)
     with pytest.raises(CalendarExpired):
-        xshg.is_trading_day(last + dt.timedelta(days=1))
+        refusing.is_trading_day(last + dt.timedelta(days=1))
+
+
+def test_given_2026_12_31_evening_without_extension_then_the_job_fires_on_new_years_day(xshg):
+    job = schedule("0 9 * * *", xshg)
+
+    # no source knows 2027: a weekday counts as a trading day (loudly, elsewhere)
+    assert job.next_after(at("2026-12-31", "23:00:00")) == at("2027-01-01", "09:00:00")
+
+
+def test_given_a_holiday_from_the_extension_then_the_job_skips_it_to_2027_01_04(xshg):
+    extended = load_calendar(
+        Config(
+            calendar=CalendarConfig(
+                extra_holidays=[dt.date(2027, 1, 1)], known_until=dt.date(2027, 12, 31)
+            )
+        ),
+        xshg=lambda: xshg.layers[0],
+    )
+    job = schedule("0 9 * * *", extended)
+
+    assert days(job.between(at("2026-12-30"), at("2027-01-05", "23:00:00"))) == [
+        "2026-12-30",
+        "2026-12-31",
+        "2027-01-04",
+        "2027-01-05",
+    ]
 
 
 def test_given_date_past_the_calendar_then_every_day_job_still_runs(xshg):

@@ -224,10 +224,11 @@ def test_given_scheduler_down_at_cron_time_then_run_late_job_runs_and_skip_job_i
     assert not (stack.dir / "punctual.marks").exists()
 
 
-def test_given_calendar_ends_before_the_next_trading_day_run_then_it_is_refused_loudly(
+def test_given_beyond_refuse_and_the_next_trading_day_run_past_the_calendar_then_refused_loudly(
     stack, gateway, events, procs
 ):
     # New Year's Day is never a session: the next run lies past the calendar's end
+    stack.write_config(calendar={"beyond": "refuse"})
     new_year = {
         "name": "new_year",
         "cron": "0 9 1 1 *",
@@ -238,9 +239,9 @@ def test_given_calendar_ends_before_the_next_trading_day_run_then_it_is_refused_
 
     expired = events.wait(is_note("qmtbus.calendar_expired", job="new_year"), timeout=20)
 
-    assert expired.data["calendar"] == "XSHG"
+    assert expired.data["calendar"] == "exchange_calendars XSHG"
     assert expired.data["date"] > expired.data["last_day"]
-    assert "upgrade exchange_calendars" in expired.data["message"]
+    assert "extra_holidays" in expired.data["message"] and "known_until" in expired.data["message"]
     job_state = state(stack)["jobs"]["new_year"]
     assert job_state["next_run"] is None and "past the last day" in job_state["next_run_error"]
     wait_for(lambda: "new_year is not scheduled" in proc.log(), what="an error line in the log")

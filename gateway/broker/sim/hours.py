@@ -1,25 +1,21 @@
 """Shanghai wall-clock facts for the simulator: the trading day and the market phase.
 
-China has kept UTC+8 without daylight saving since 1991, so a fixed offset is
-exact and needs no tz database (which Windows lacks without `tzdata`).
+The Shanghai clock itself is qmtbus.clock (one for every process).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-
+from qmtbus import clock
+from qmtbus.clock import SHANGHAI, shanghai
 from qmtbus.gateway import ashare
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
-
-
-def shanghai(ts: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ts, SHANGHAI)
+__all__ = ["SHANGHAI", "phase", "shanghai", "trading_day"]
 
 
 def trading_day(ts: float) -> str:
-    """The Shanghai date "YYYYMMDD" at epoch seconds `ts`; T+1 and day orders turn over with it."""
-    return shanghai(ts).strftime("%Y%m%d")
+    """The Shanghai date "YYYYMMDD" (xtquant's form) at epoch seconds `ts`; T+1 and day
+    orders turn over with it."""
+    return clock.trading_day(ts).replace("-", "")
 
 
 def phase(ts: float, market_hours: bool) -> ashare.Phase:
