@@ -27,6 +27,6 @@ def gateway(stack: Stack) -> Iterator[Proc]:
 @pytest.fixture
 def events(stack: Stack) -> Iterator[Subscriber]:
     """A raw SUB on the stack's event address (connect before the gateway starts to see all)."""
-    sub = Subscriber(stack.events_address)
+    sub = Subscriber(lambda: stack.events_address)
     yield sub
     sub.close()
