@@ -1,10 +1,11 @@
 # The two commands a new user needs: `make run` (the whole system on the simulator)
 # and `make test` (the full test suite). Both set up .venv on first use.
+# `make test-fast` runs the unit tier alone (no process started; well under 30 s).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test setup setup-test node lint bench stop status health
+.PHONY: run test test-fast setup setup-test node lint bench stop status health
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,9 @@ health:
 
 test: setup-test node
 	$(BIN)/pytest -n 2
+
+test-fast: setup-test
+	$(BIN)/pytest -n 2 -q -m "not process"
 
 lint: setup-test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && .ci/mypy

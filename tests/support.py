@@ -98,13 +98,15 @@ class Stack:
         if isinstance(found, endpoints.Endpoints):
             self.pin(module, found.addresses)
 
-    def nobody_listens(self) -> None:
-        """Point every address at a privileged port nobody listens on: for tests of what a
-        client says when nothing runs (a `:*` address names no port to connect to)."""
-        self.pin(
-            "gateway", {"events": f"{NOBODY}1", "commands": f"{NOBODY}2", "quotes": f"{NOBODY}3"}
-        )
-        self.pin("recorder", {"query": f"{NOBODY}4"})
+    def nobody_listens(self, *modules: str) -> None:
+        """Point the addresses of `modules` (default: gateway and recorder) at privileged
+        ports nobody listens on: for tests of what a client says when nothing runs (a `:*`
+        address names no port to connect to)."""
+        if "gateway" in modules or not modules:
+            ports = {"events": f"{NOBODY}1", "commands": f"{NOBODY}2", "quotes": f"{NOBODY}3"}
+            self.pin("gateway", ports)
+        if "recorder" in modules or not modules:
+            self.pin("recorder", {"query": f"{NOBODY}4"})
 
     def pin(self, module: str, reported: dict[str, str]) -> None:
         """Take the addresses `module` reported as the stack's own, in the config file too."""

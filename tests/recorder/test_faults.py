@@ -41,6 +41,7 @@ def test_given_junk_and_unknown_events_then_they_go_to_bad_events_and_recording_
     stack.write_config(client={"timeout": 0.5})
     pub: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.PUB)
     pub.setsockopt(zmq.LINGER, 0)
+    stack.nobody_listens("gateway")
     stack.pin("gateway", {"events": endpoints.bind(pub, ANY_PORT)})
     recorder = start_recorder(stack)
     try:
