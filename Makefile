@@ -11,8 +11,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# the processes need the server extra; `pip install qmtbus` alone is the client
 setup: $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[server]'
 
 setup-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
