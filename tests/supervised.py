@@ -81,7 +81,8 @@ class Supervised:
         # The gateway and the recorder bind `tcp://127.0.0.1:*`, so the programs that connect
         # to them start once their ports are known (see `start`); nothing probes for ports.
         self.later: list[str] = []
-        if "program:gateway" in conf and self.stack.unbound("gateway"):
+        self.in_order = "program:gateway" in conf and self.stack.unbound("gateway")
+        if self.in_order:
             for section in conf.sections():
                 kind, _, name = section.partition(":")
                 later = kind in ("program", "eventlistener") and name != "gateway"
@@ -115,6 +116,8 @@ class Supervised:
     def _start_in_order(self) -> None:
         """The gateway first (supervisord starts it), then the recorder, then the rest, each
         once the ports of those before it are pinned into qmtbus.toml."""
+        if not self.in_order:
+            return
         for name in ("gateway", "recorder"):
             if name != "gateway":
                 if name not in self.later:
