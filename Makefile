@@ -1,20 +1,27 @@
 # The two commands a new user needs: `make run` (the whole system on the simulator)
 # and `make test` (the full test suite). Both set up .venv on first use.
+# `make test-fast` runs the unit tier alone (no process started; well under 30 s).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test setup setup-test node lint bench stop status health
+.PHONY: run test test-fast setup setup-test setup-dev node lint bench stop status health
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# the processes need the server extra; `pip install qmtbus` alone is the client
 setup: $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[server]'
 
 setup-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+
+# for contributors: the test tools, pre-commit, and the git hooks of .pre-commit-config.yaml
+setup-dev: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pre-commit install
 
 node:
 	@if command -v npm >/dev/null 2>&1; then cd clients/node && npm ci --no-audit --no-fund; \
@@ -36,6 +43,9 @@ health:
 
 test: setup-test node
 	$(BIN)/pytest -n 2
+
+test-fast: setup-test
+	$(BIN)/pytest -n 2 -q -m "not process"
 
 lint: setup-test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && .ci/mypy

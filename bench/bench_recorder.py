@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from qmtbus import RecorderClient, protocol  # noqa: E402
-from tests.support import Proc, Stack, start_gateway, wait_for  # noqa: E402
+from qmtbus import RecorderClient, endpoints, protocol  # noqa: E402
+from tests.support import ANY_PORT, Proc, Stack, start_gateway, wait_for  # noqa: E402
 
 PROBE_INTERVAL = 0.05
 EPOCH = "20261124T000000Z-bench0"
@@ -56,9 +56,11 @@ class FakeGateway:
         self.ctx: zmq.Context[Any] = zmq.Context.instance()
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.SNDHWM, 100_000)
-        self.pub.bind(stack.events_address)
         self.router = self.ctx.socket(zmq.ROUTER)
-        self.router.bind(stack.commands_address)
+        # bound to ports the kernel picks; the stack's config then names them
+        bound = {"events": endpoints.bind(self.pub, ANY_PORT)}
+        bound["commands"] = endpoints.bind(self.router, ANY_PORT)
+        stack.pin("gateway", bound)
         self.payloads: list[bytes] = []
         self.sent_ns = np.zeros(total + 10_000, dtype=np.int64)
         self.replayed = 0

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,14 @@ BENCH_CASH = 1e10
 
 def resting_buy_price() -> float:
     return round_price(initial_price(SimConfig().seed, CODE) * RESTING_FACTOR, 0.01)
+
+
+def free_port() -> int:
+    """A port for a peer that takes a fixed address (vnpy's RpcServer, the bare PUB): probed,
+    as those peers cannot report a port the kernel picked. Benchmarks only; no test does it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def bench_stack(name: str, **sections: dict[str, Any]) -> Stack:

@@ -29,12 +29,12 @@ from bench.common import (
     Peer,
     RssSampler,
     bench_stack,
+    free_port,
     restore_sigint,
     start_gateway_timed,
     stop_all,
     vnpy_available,
 )
-from tests.support import free_port
 
 SUB_RCVHWM = 100_000
 

@@ -21,6 +21,7 @@ from bench.common import (
     Figures,
     Peer,
     bench_stack,
+    free_port,
     percentile,
     resting_buy_price,
     restore_sigint,
@@ -31,7 +32,6 @@ from bench.common import (
 )
 from qmtbus import Gateway, protocol
 from qmtbus.client import new_client_order_id
-from tests.support import free_port
 
 
 @dataclass

@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         "gateway for account %s on broker %s: events %s, commands %s, epoch %s",
         g.account_id,
         g.broker,
-        g.events_address,
-        g.commands_address,
+        server.endpoints["events"],
+        server.endpoints["commands"],
         server.epoch,
     )
     try:

@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 import zmq
 
+from qmtbus import endpoints
 from qmtbus import protocol as p
 from qmtbus.clock import trading_day
 from qmtbus.config import Config
@@ -116,13 +117,14 @@ class Server:
         # are answered with TOO_LARGE instead of a silent disconnect.
         self.router.setsockopt(zmq.MAXMSGSIZE, max(16 * g.max_message_size, 1 << 20))
         self.router.setsockopt(zmq.RCVHWM, 10_000)
+        bound: dict[str, str] = {}
         for sock, address, what in (
             (self.pub, g.events_address, "events"),
             (self.router, g.commands_address, "commands"),
             (self.quotes_pub, g.quotes_address, "quotes"),
         ):
             try:
-                sock.bind(address)
+                bound[what] = endpoints.bind(sock, address)
             except zmq.ZMQError as err:
                 self.close()
                 raise OSError(
@@ -130,6 +132,9 @@ class Server:
                     "is another gateway running there? change gateway."
                     f"{what}_address or stop the other process"
                 ) from None
+        # a `*` port is known only now: the endpoints file tells tools and tests
+        self.endpoints = bound
+        endpoints.write(endpoints.endpoints_file(self.config, "gateway"), "gateway", bound)
 
     # -- hand-over from other threads (thread-safe) ----------------------------------
     def post(self, item: Item) -> None:

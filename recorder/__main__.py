@@ -19,6 +19,7 @@ from typing import Any
 
 import zmq
 
+from qmtbus import endpoints
 from qmtbus.config import Config, ConfigError, config_path, load_config
 from qmtbus.recorder.ingest import Ingest
 from qmtbus.recorder.query import QueryServer
@@ -92,6 +93,10 @@ def _run(config: Config, db: Database, stop: threading.Event) -> int:
             f"cannot listen on recorder.query_address {rc.query_address}: {err}; is another "
             "recorder running, or pick a free port"
         )
+    # a `*` port is known only now: the endpoints file tells tools and tests
+    endpoints.write(
+        endpoints.endpoints_file(config, "recorder"), "recorder", {"query": query.endpoint}
+    )
     # Ticks only when asked for, on a thread and a cursor of their own (recorder/ticks.py).
     ticks = TickRecorder(config, db) if rc.tick_symbols else None
     writer.start()
@@ -107,7 +112,7 @@ def _run(config: Config, db: Database, stop: threading.Event) -> int:
         rc.database,
         newest[0] or "-",
         newest[1],
-        rc.query_address,
+        query.endpoint,
         rc.snapshot_path,
         rc.snapshot_interval,
     )

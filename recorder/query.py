@@ -36,7 +36,7 @@ import duckdb
 import msgspec
 import zmq
 
-from qmtbus import protocol
+from qmtbus import endpoints, protocol
 from qmtbus.config import Config
 from qmtbus.recorder.state import Committed
 from qmtbus.recorder.writer import Database
@@ -125,7 +125,7 @@ class QueryServer:
         self.router.setsockopt(zmq.LINGER, 0)
         secure_server(self.router, config)  # CURVE when security.curve is on
         # bound here, on the caller's thread, so "address in use" ends the start-up
-        self.router.bind(config.recorder.query_address)
+        self.endpoint = endpoints.bind(self.router, config.recorder.query_address)
         self._inbox_address = f"inproc://recorder-query-{id(self)}"
         self._inbox: zmq.Socket[Any] = self.ctx.socket(zmq.PULL)
         self._inbox.bind(self._inbox_address)

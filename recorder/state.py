@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -10,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from qmtbus import protocol
+from qmtbus import files, protocol
 
 log = logging.getLogger(__name__)
 
@@ -72,21 +71,21 @@ class Committed:
             return
         self._written_at = now
         s = self.status()
-        body = {
-            "epoch": s.epoch,
-            "last_seq": s.last_seq,
-            "events": s.events,
-            "last_commit_ts": s.last_commit_ts,
-            "gateway_last_seq": s.gateway_last_seq,
-            "bad_events": s.bad_events,
-            "pid": os.getpid(),
-        }
+        body = files.RecorderStatusFile(
+            epoch=s.epoch,
+            last_seq=s.last_seq,
+            events=s.events,
+            last_commit_ts=s.last_commit_ts,
+            gateway_last_seq=s.gateway_last_seq,
+            bad_events=s.bad_events,
+            pid=os.getpid(),
+        )
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".status-", dir=self._path.parent)
             try:
-                with os.fdopen(fd, "w") as f:
-                    json.dump(body, f)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(files.encode(body))
                 os.replace(tmp, self._path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)

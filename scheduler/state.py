@@ -14,57 +14,14 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO
 
 import msgspec
 
+from qmtbus import files
+from qmtbus.files import JobRecord, Outcome, RunRecord, SchedulerState, SkipRecord
+
 log = logging.getLogger("scheduler.state")
-
-STATE_VERSION = 1
-Outcome = Literal["running", "ok", "error", "interrupted"]
-
-
-class RunRecord(msgspec.Struct, kw_only=True):
-    """One run that started (it may be running still)."""
-
-    scheduled_for: dt.datetime
-    started: dt.datetime
-    finished: dt.datetime | None = None
-    outcome: Outcome = "running"
-    error: str = ""
-
-
-class SkipRecord(msgspec.Struct, kw_only=True):
-    """One cron time that did not run, and why."""
-
-    scheduled_for: dt.datetime
-    at: dt.datetime
-    reason: str
-
-
-class JobRecord(msgspec.Struct, kw_only=True):
-    # every cron time up to and including this one has been dealt with: started,
-    # skipped, or before the job was first seen
-    handled_until: dt.datetime
-    last_run: RunRecord | None = None
-    last_skipped: SkipRecord | None = None
-    next_run: dt.datetime | None = None
-    # why there is no next run (the calendar ran out), "" otherwise
-    next_run_error: str = ""
-
-
-class StateDoc(msgspec.Struct, kw_only=True):
-    version: int = STATE_VERSION
-    pid: int = 0
-    started: dt.datetime | None = None
-    updated: dt.datetime | None = None
-    calendar: str = "XSHG"
-    calendar_last_day: dt.date | None = None
-    jobs: dict[str, JobRecord] = {}
-
-
-_decoder = msgspec.json.Decoder(StateDoc)
-_encoder = msgspec.json.Encoder()
 
 
 class StateLocked(Exception):
@@ -81,13 +38,13 @@ class StateFile:
         self._lock_file: IO[bytes] | None = None
         self.doc = self._load()
 
-    def _load(self) -> StateDoc:
+    def _load(self) -> SchedulerState:
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
-            return StateDoc()
+            return SchedulerState()
         try:
-            return _decoder.decode(raw)
+            return files.decode(SchedulerState, raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as err:
             # Starting afresh keeps at-most-once: every job counts as first seen
             # now, so nothing before now can run again.
@@ -99,7 +56,7 @@ class StateFile:
                 err,
                 aside,
             )
-            return StateDoc()
+            return SchedulerState()
 
     def lock(self) -> None:
         """Hold an exclusive lock for the life of the process: two schedulers on one
@@ -214,7 +171,7 @@ class StateFile:
 
     def _save(self, now: dt.datetime) -> None:
         self.doc.updated = now
-        write_atomic(self.path, _encoder.encode(self.doc))
+        write_atomic(self.path, files.encode(self.doc))
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -1,10 +1,12 @@
 """A real supervisord running the repo's own supervisord.conf, copied into a test folder.
 
 The copy keeps every line of the real file (so the tests check what users run),
-except what a test names: the watchdog's cool-down, and any `edit` it makes.
-`%(here)s` makes every path relative to the copy; `.venv` in the copy links to
-the virtual environment running the tests; `qmtbus.toml` in the copy is the
-repo's qmtbus.toml with the test's free ports and data folder merged over it.
+except what a test names: the watchdog's cool-down, and any `edit` it makes; and
+the programs after the gateway start once its ports are known (it binds
+`tcp://127.0.0.1:*` and reports them), not at once. `%(here)s` makes every path
+relative to the copy; `.venv` in the copy links to the virtual environment running
+the tests; `qmtbus.toml` in the copy is the repo's qmtbus.toml with the test's
+ports and data folder merged over it.
 """
 
 from __future__ import annotations
@@ -74,11 +76,22 @@ class Supervised:
         watchdog["command"] = command
         if edit is not None:
             edit(conf)
+        repo_config = tomllib.loads((ROOT / "qmtbus.toml").read_text())
+        self.stack = Stack(dir, merged(repo_config, sections or {}))
+        # The gateway and the recorder bind `tcp://127.0.0.1:*`, so the programs that connect
+        # to them start once their ports are known (see `start`); nothing probes for ports.
+        self.later: list[str] = []
+        self.in_order = "program:gateway" in conf and self.stack.unbound("gateway")
+        if self.in_order:
+            for section in conf.sections():
+                kind, _, name = section.partition(":")
+                later = kind in ("program", "eventlistener") and name != "gateway"
+                if later and conf[section].get("autostart", "true") == "true":
+                    conf[section]["autostart"] = "false"
+                    self.later.append(name)
         self.conf_path = dir / "supervisord.conf"
         with open(self.conf_path, "w") as f:
             conf.write(f)
-        repo_config = tomllib.loads((ROOT / "qmtbus.toml").read_text())
-        self.stack = Stack(dir, merged(repo_config, sections or {}))
         self.socket = dir / "run" / "supervisor.sock"
         self.popen: subprocess.Popen[bytes] | None = None
         self.seen_pids: set[int] = set()
@@ -95,9 +108,28 @@ class Supervised:
         )
         out.close()
         wait_for(self.socket.exists, 10, "supervisord's socket")
+        self._start_in_order()
         if wait:
             self.wait_running(timeout=timeout)
         return self
+
+    def _start_in_order(self) -> None:
+        """The gateway first (supervisord starts it), then the recorder, then the rest, each
+        once the ports of those before it are pinned into qmtbus.toml."""
+        if not self.in_order:
+            return
+        for name in ("gateway", "recorder"):
+            if name != "gateway":
+                if name not in self.later:
+                    continue
+                self.later.remove(name)
+                self.call("startProcess", name, False)
+            if self.stack.unbound(name):
+                pid = wait_for(lambda n=name: self.info(n)["pid"], 30, f"{name} started")
+                running = lambda n=name, p=pid: self.info(n)["pid"] == p  # noqa: E731
+                self.stack.pin_reported(name, pid, running)
+        while self.later:
+            self.call("startProcess", self.later.pop(0), False)
 
     def call(self, method: str, *args: Any) -> Any:
         """One XML-RPC call to supervisord (`getAllProcessInfo`, `startProcess` ...)."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,15 +20,15 @@ import msgspec
 import tomli_w
 import zmq
 
-from qmtbus import protocol
+from qmtbus import endpoints, protocol
+from qmtbus.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+ANY_PORT = "tcp://127.0.0.1:*"  # the kernel picks the port at bind; the process reports it
+# Nothing answers here: a privileged port that no test binds and the kernel never picks.
+NOBODY = "tcp://127.0.0.1:1"  # and :11 ... :14 for a whole stack
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
@@ -46,19 +45,73 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "c
 
 @dataclass
 class Stack:
-    """Ports, paths and the config file of one test system under `dir`."""
+    """Addresses, paths and the config file of one test system under `dir`.
+
+    Every listening address starts as `tcp://127.0.0.1:*`: the process that binds it gets a
+    free port from the kernel and writes it into its endpoints file (qmtbus.endpoints);
+    `Proc.start` reads that back and pins the real address into the config, so a restart
+    rebinds the same port and every process started later connects to it. No port is
+    chosen by probing."""
 
     dir: Path
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.events_address = f"tcp://127.0.0.1:{free_port()}"
-        self.commands_address = f"tcp://127.0.0.1:{free_port()}"
-        self.query_address = f"tcp://127.0.0.1:{free_port()}"
-        self.quotes_address = f"tcp://127.0.0.1:{free_port()}"
+        self.events_address = ANY_PORT
+        self.commands_address = ANY_PORT
+        self.query_address = ANY_PORT
+        self.quotes_address = ANY_PORT
         self.data_dir = self.dir / "data"
         self.config_path = self.dir / "qmtbus.toml"
+        self.write_config()
+
+    def unbound(self, module: str) -> bool:
+        """True while `module` (gateway or recorder) has not yet reported its ports."""
+        if module == "gateway":
+            addresses = (self.events_address, self.commands_address, self.quotes_address)
+        elif module == "recorder":
+            addresses = (self.query_address,)
+        else:
+            return False
+        return any(endpoints.is_wildcard(a) for a in addresses)
+
+    def pin_reported(
+        self, module: str, pid: int, alive: Callable[[], bool], timeout: float = 30.0
+    ) -> None:
+        """Wait until process `pid` has written its endpoints file (or has exited: a test of
+        a failed start reads its log), then pin the addresses it reports."""
+        try:
+            config = load_config(self.config_path)
+        except ConfigError:
+            return  # the process says so and exits; the test reads its log
+        # a relative data_dir is relative to the process's folder, the stack's
+        path = self.dir / endpoints.endpoints_file(config, module)  # type: ignore[arg-type]
+
+        def reported() -> endpoints.Endpoints | bool:
+            found = endpoints.read(path)
+            if found is not None and found.pid == pid:
+                return found
+            return not alive()
+
+        found = wait_for(reported, timeout, f"{module} to report its endpoints")
+        if isinstance(found, endpoints.Endpoints):
+            self.pin(module, found.addresses)
+
+    def nobody_listens(self, *modules: str) -> None:
+        """Point the addresses of `modules` (default: gateway and recorder) at privileged
+        ports nobody listens on: for tests of what a client says when nothing runs (a `:*`
+        address names no port to connect to)."""
+        if "gateway" in modules or not modules:
+            ports = {"events": f"{NOBODY}1", "commands": f"{NOBODY}2", "quotes": f"{NOBODY}3"}
+            self.pin("gateway", ports)
+        if "recorder" in modules or not modules:
+            self.pin("recorder", {"query": f"{NOBODY}4"})
+
+    def pin(self, module: str, reported: dict[str, str]) -> None:
+        """Take the addresses `module` reported as the stack's own, in the config file too."""
+        for name, address in reported.items():
+            setattr(self, f"{name}_address", address)
         self.write_config()
 
     def config(self) -> dict[str, dict[str, Any]]:
@@ -122,7 +175,14 @@ class Proc:
             env=env,
         )
         log.close()
+        if self.stack.unbound(self.module):
+            self._pin_reported_ports()
         return self
+
+    def _pin_reported_ports(self, timeout: float = 30.0) -> None:
+        """Wait until this process has written its endpoints file (or has exited: a test
+        of a failed start reads its log), then pin the reported addresses into the stack."""
+        self.stack.pin_reported(self.module, self.pid, self.alive, timeout)
 
     @property
     def pid(self) -> int:
@@ -209,14 +269,35 @@ def call(address: str, command: Any, timeout: float = 5.0, json: bool = False) -
 class Subscriber:
     """A raw SUB socket collecting decoded events (for tests that check the bus itself)."""
 
-    def __init__(self, address: str, prefix: bytes = b""):
-        self.sock = _ctx.socket(zmq.SUB)
+    def __init__(
+        self,
+        address: str | Callable[[], str],
+        prefix: bytes = b"",
+        secure: Callable[[zmq.Socket[bytes]], None] | None = None,
+    ):
+        self.sock: zmq.Socket[bytes] = _ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
+        if secure is not None:
+            secure(self.sock)  # CURVE keys, before the connect
         self.sock.setsockopt(zmq.SUBSCRIBE, prefix)
-        self.sock.connect(address)
+        # An address not yet known (`:*`, the gateway has not bound yet) is asked for again
+        # at each drain, and connected to as soon as it is known.
+        self._address = address
+        self.connected = False
+        self._connect()
         self.events: list[protocol.Event] = []
 
+    def _connect(self) -> None:
+        address = self._address() if callable(self._address) else self._address
+        if not self.connected and not endpoints.is_wildcard(address):
+            self.sock.connect(address)
+            self.connected = True
+
     def drain(self, timeout: float = 0.05) -> list[protocol.Event]:
+        self._connect()
+        if not self.connected:
+            time.sleep(timeout)
+            return self.events
         while self.sock.poll(int(timeout * 1000)):
             _topic, payload = self.sock.recv_multipart()
             self.events.append(protocol.decode_event(payload))

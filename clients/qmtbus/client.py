@@ -1,11 +1,12 @@
-"""The blocking gateway client, and the sans-IO core (ids, retries, reply checks) shared with aio.
+"""The blocking gateway client, its socket pool, and the client's CURVE and socket set-up.
 
 Transport: a small pool of REQ sockets, one per request in flight, so the
 blocking path is send + recv on the caller's thread (no thread hops) and
 several threads may share one `Gateway`. A request that gets no reply is
 retried on a fresh socket (the old one is closed with linger 0), because a REQ
 socket that lost its reply is stuck; only commands that are safe to send twice
-are retried once they may have reached the gateway.
+are retried once they may have reached the gateway. The requests and the retry
+loop are written once, in qmtbus.api, for this and the asyncio facade.
 """
 
 from __future__ import annotations
@@ -13,99 +14,33 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import msgspec
 import zmq
 
 from qmtbus import protocol
+from qmtbus.api import GatewayApi, exchange, run_blocking
 from qmtbus.config import Config, load_config
-from qmtbus.errors import BadReply, GatewayUnreachable, from_reply
 from qmtbus.keys import CurveKeys, secure_client
+
+# the sans-IO core, importable from here as before
+from qmtbus.sansio import RETRY_SAFE as RETRY_SAFE
+from qmtbus.sansio import Endpoint as Endpoint
+from qmtbus.sansio import cancel_command as cancel_command
+from qmtbus.sansio import check_reply as check_reply
+from qmtbus.sansio import decode_or_raise as decode_or_raise
+from qmtbus.sansio import new_client_id as new_client_id
+from qmtbus.sansio import new_client_order_id as new_client_order_id
+from qmtbus.sansio import order_command as order_command
+from qmtbus.sansio import unreachable as unreachable
 
 if TYPE_CHECKING:
     from qmtbus.stream import EventStream, QuoteStream
 
-R = TypeVar("R")
-
-# --------------------------------------------------------------------------
-# Sans-IO core: everything the blocking and the asyncio client agree on.
-# --------------------------------------------------------------------------
-
-# Commands that may be sent again after a reply was lost. An order is safe
-# because it keeps its client_order_id (the gateway answers `duplicate: true`);
-# a cancel of a cancelled order changes nothing; quote subscriptions are sets
-# held per client_id; the rest read or set state.
-# `note` is missing on purpose: a resent note would publish twice. Sim faults
-# like reject_next would fire twice.
-RETRY_SAFE: frozenset[type[Any]] = frozenset(
-    {
-        protocol.Ping,
-        protocol.GetStatus,
-        protocol.PlaceOrder,
-        protocol.CancelOrder,
-        protocol.QueryAsset,
-        protocol.QueryOrders,
-        protocol.QueryTrades,
-        protocol.QueryPositions,
-        protocol.Replay,
-        protocol.Halt,
-        protocol.ReduceOnly,
-        protocol.Resume,
-        protocol.SimSetPrice,
-        protocol.SubscribeQuotes,
-        protocol.UnsubscribeQuotes,
-        protocol.QueryQuote,
-        protocol.SqlQuery,
-        protocol.RecorderStatusQuery,
-    }
-)
-
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def _base32(value: int, width: int) -> str:
-    chars = []
-    for _ in range(width):
-        value, digit = divmod(value, 32)
-        chars.append(_CROCKFORD[digit])
-    return "".join(reversed(chars))
-
-
-def new_client_order_id(prefix: str = "q") -> str:
-    """A fresh client_order_id: prefix + 9 chars of milliseconds + 10 random chars.
-
-    Unique across processes and restarts without coordination (50 random
-    bits per millisecond), sortable by creation time within one prefix, and
-    at most 24 printable ASCII characters as the protocol requires.
-    """
-    if len(prefix) > 5 or not prefix.isascii() or not prefix.isprintable() or " " in prefix:
-        raise ValueError("client_order_id prefix must be at most 5 printable ASCII characters")
-    return prefix + _base32(time.time_ns() // 1_000_000, 9) + _base32(secrets.randbits(50), 10)
-
-
-def new_client_id() -> str:
-    """A name for one client object's quote subscriptions, unique across processes."""
-    return f"py-{os.getpid()}-{_base32(secrets.randbits(40), 8)}"
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where and how to send requests: the part of the config a requester needs."""
-
-    address: str
-    timeout: float = 5.0
-    retries: int = 3
-    curve: CurveKeys | None = None
-    name: str = "gateway"
-
-    @property
-    def timeout_ms(self) -> int:
-        return max(1, int(self.timeout * 1000))
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def client_curve(config: Config) -> CurveKeys | None:
@@ -194,115 +129,16 @@ def close_socket(sock: zmq.Socket[Any], monitor: zmq.Socket[Any] | None) -> str:
     return why
 
 
-def unreachable(
-    endpoint: Endpoint, command: Any, sent: bool, attempts: int, why: str
-) -> GatewayUnreachable:
-    """The one-sentence error after the last attempt."""
-    name, address = endpoint.name, endpoint.address
-    public_file = "this client's public key file"
-    if endpoint.curve is not None and endpoint.curve.secret_key_file:
-        public_file = endpoint.curve.secret_key_file.removesuffix("_secret")
-    if why == "auth":
-        text = (
-            f"{name} at {address} refused this client's CURVE key — copy {public_file} into "
-            f"the {name}'s security.allowed_clients_dir"
-        )
-    elif why == "protocol" and endpoint.curve is not None:
-        text = (
-            f"the CURVE handshake with the {name} at {address} failed — check that "
-            f"client.server_public_key is the {name}'s public key (its NAME.key file)"
-        )
-    elif why == "protocol":
-        text = (
-            f"{name} at {address} refused the connection handshake — it probably requires "
-            "CURVE: set client.secret_key and client.server_public_key"
-        )
-    elif why == "no_handshake" and not sent:
-        text = (
-            f"{name} at {address} accepted the connection but did not complete the handshake "
-            f"within {endpoint.timeout:g} s — is it stuck or paused?"
-        )
-    elif not sent and endpoint.curve is not None:
-        text = (
-            f"{name} not reachable at {address} — is it running, is {public_file} in its "
-            f"security.allowed_clients_dir, and is client.server_public_key its public key?"
-        )
-    elif not sent:
-        text = f"{name} not reachable at {address} — is it running?"
-    elif type(command) not in RETRY_SAFE:
-        text = (
-            f"{name} at {address} did not answer within {endpoint.timeout:g} s — the "
-            f"{_tag(command)} command may or may not have taken effect, so it was not resent"
-        )
-    else:
-        tries = "1 try" if attempts == 1 else f"{attempts} tries"
-        text = (
-            f"{name} at {address} did not answer within {endpoint.timeout:g} s ({tries}) — "
-            f"is it running and not stuck?"
-        )
-    return GatewayUnreachable(text, address, sent)
-
-
-def _tag(command: Any) -> str:
-    config = getattr(type(command), "__struct_config__", None)
-    return str(config.tag) if config is not None else type(command).__name__
-
-
-def check_reply(reply: Any, expected: type[R]) -> R:
-    """Raise the error an `error` reply stands for; insist on the expected reply type."""
-    if isinstance(reply, expected):
-        return reply
-    if isinstance(reply, protocol.ErrorReply):
-        raise from_reply(reply)
-    raise BadReply("BAD_REPLY", f"expected a {expected.__name__} reply, got {type(reply).__name__}")
-
-
-def decode_or_raise(decode: Callable[[bytes], Any], raw: bytes) -> Any:
-    try:
-        return decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as err:
-        raise BadReply(
-            "BAD_REPLY",
-            f"undecodable reply ({err}); is the peer a qmtbus gateway "
-            "of the same protocol version?",
-        ) from None
-
-
-def order_command(
-    stock_code: str,
-    order_type: int,
-    order_volume: int,
-    price: float,
-    price_type: int,
-    strategy_name: str,
-    client_order_id: str | None,
-) -> protocol.PlaceOrder:
-    return protocol.PlaceOrder(
-        client_order_id=client_order_id or new_client_order_id(),
-        stock_code=stock_code,
-        order_type=order_type,  # type: ignore[arg-type]  # checked by the gateway
-        order_volume=order_volume,
-        price_type=price_type,  # type: ignore[arg-type]  # checked by the gateway
-        price=price,
-        strategy_name=strategy_name,
-    )
-
-
-def cancel_command(order_id: int | None, client_order_id: str | None) -> protocol.CancelOrder:
-    if (order_id is None) == (client_order_id is None):
-        raise ValueError("cancel needs exactly one of order_id and client_order_id")
-    if order_id is not None:
-        return protocol.CancelOrder(order_id=order_id)
-    return protocol.CancelOrder(client_order_id=client_order_id or "")
-
-
 # --------------------------------------------------------------------------
 # Blocking transport
 # --------------------------------------------------------------------------
 
 
 class Requester:
-    """Blocking request/reply with retries over a pool of REQ sockets (thread-safe)."""
+    """Blocking request/reply with retries over a pool of REQ sockets (thread-safe).
+
+    A transport of qmtbus.api.exchange: its `attempt` blocks inside a coroutine that
+    never suspends, so `request` runs the shared retry loop on the caller's thread."""
 
     def __init__(
         self,
@@ -311,39 +147,18 @@ class Requester:
         context: zmq.Context[Any] | None = None,
     ) -> None:
         self.endpoint = endpoint
-        self._decode = decode
+        self.decode = decode
         self._ctx = context or zmq.Context.instance()
         self._idle: list[zmq.Socket[Any]] = []
         self._monitors: dict[zmq.Socket[Any], zmq.Socket[Any]] = {}
-        self._closed = False
+        self.closed = False
 
     def request(self, command: Any) -> Any:
         """Send `command`, return the decoded reply. Raises GatewayUnreachable."""
-        if self._closed:
-            raise RuntimeError(f"this client of {self.endpoint.address} is closed")
-        payload = protocol.msgpack_encoder.encode(command)
-        retry_safe = type(command) in RETRY_SAFE
-        sent_any = False
-        attempts = 0
-        why = ""
-        while True:
-            attempts += 1
-            sock = self._take()
-            done = False
-            try:
-                raw, sent = self._attempt(sock, payload)
-                done = raw is not None
-            finally:
-                if done and not self._closed:
-                    self._idle.append(sock)
-                else:  # timed out or interrupted: this REQ socket waits for a lost reply forever
-                    why = self._discard(sock) or why
-            if raw is not None:
-                return decode_or_raise(self._decode, raw)
-            sent_any = sent_any or sent
-            # never sent: nothing can have happened, so even a note may go again
-            if attempts > self.endpoint.retries or (sent and not retry_safe):
-                raise unreachable(self.endpoint, command, sent_any, attempts, why)
+        return run_blocking(exchange(self, command, self.decode))
+
+    async def attempt(self, sock: zmq.Socket[Any], payload: bytes) -> tuple[bytes | None, bool]:
+        return self._attempt(sock, payload)
 
     def _attempt(self, sock: zmq.Socket[Any], payload: bytes) -> tuple[bytes | None, bool]:
         """One try within `timeout`: (the reply or None, whether the request left)."""
@@ -373,7 +188,7 @@ class Requester:
             return None, True
         return sock.recv(zmq.NOBLOCK), True
 
-    def _take(self) -> zmq.Socket[Any]:
+    def take(self) -> zmq.Socket[Any]:
         try:
             return self._idle.pop()
         except IndexError:
@@ -381,13 +196,16 @@ class Requester:
             self._monitors[sock] = prepare_socket(sock, self.endpoint, self._ctx)
             return sock
 
-    def _discard(self, sock: zmq.Socket[Any]) -> str:
+    def keep(self, sock: zmq.Socket[Any]) -> None:
+        self._idle.append(sock)
+
+    def discard(self, sock: zmq.Socket[Any]) -> str:
         return close_socket(sock, self._monitors.pop(sock, None))
 
     def close(self) -> None:
-        self._closed = True
+        self.closed = True
         while self._idle:
-            self._discard(self._idle.pop())
+            self.discard(self._idle.pop())
 
 
 # --------------------------------------------------------------------------
@@ -408,6 +226,27 @@ def gateway_args(config: Config | str | os.PathLike[str] | None) -> dict[str, An
     }
 
 
+class _BlockingApi(GatewayApi):
+    """The shared requests over the blocking socket pool (each finishes in one step)."""
+
+    def __init__(self, requester: Requester, client_id: str) -> None:
+        self._requester = requester
+        self.client_id = client_id
+
+    async def _exchange(self, command: Any) -> Any:
+        return await exchange(self._requester, command, self._requester.decode)
+
+
+def _blocking(api_method: Callable[..., Any]) -> Callable[[F], F]:
+    """A blocking wrapper documented as the request it runs."""
+
+    def wrap(method: F) -> F:
+        method.__doc__ = api_method.__doc__
+        return method
+
+    return wrap
+
+
 class Gateway:
     """A blocking client of one qmtbus gateway. Thread-safe; use as a context manager.
 
@@ -415,7 +254,9 @@ class Gateway:
     reply. An `error` reply raises GatewayError (RiskDenied for RISK_DENIED,
     NotConnected for NOT_CONNECTED). When no reply comes within `timeout`
     seconds, safe commands are sent again on a fresh socket up to `retries`
-    times, then GatewayUnreachable (a TimeoutError) is raised.
+    times, then GatewayUnreachable (a TimeoutError) is raised. Each method is a
+    thin wrapper over the one request of qmtbus.api.GatewayApi that AsyncGateway
+    awaits.
     """
 
     def __init__(
@@ -438,33 +279,26 @@ class Gateway:
         # another pooled socket, so the socket cannot name them.
         self.client_id = new_client_id()
         self._requester = Requester(self.endpoint, protocol.decode_reply, context)
+        self._api = _BlockingApi(self._requester, self.client_id)
 
     @classmethod
     def from_config(cls, config: Config | str | os.PathLike[str] | None = None) -> Gateway:
         """A client of the gateway `config` names (a Config, a TOML path, or None: defaults)."""
         return cls(**gateway_args(config))
 
+    @_blocking(GatewayApi.request)
     def request(self, command: Any) -> Any:
-        """Send any protocol command, return its reply Struct; an `error` reply raises GatewayError.
+        return run_blocking(self._api.request(command))
 
-        Retried after a lost reply only when the command is in RETRY_SAFE.
-        """
-        reply = self._requester.request(command)
-        if isinstance(reply, protocol.ErrorReply):
-            raise from_reply(reply)
-        return reply
-
-    def _call(self, command: Any, expected: type[R]) -> R:
-        return check_reply(self._requester.request(command), expected)
-
+    @_blocking(GatewayApi.ping)
     def ping(self) -> protocol.Pong:
-        """Round trip to the gateway's I/O thread (never touches the broker). Retried."""
-        return self._call(protocol.Ping(), protocol.Pong)
+        return run_blocking(self._api.ping())
 
+    @_blocking(GatewayApi.status)
     def status(self) -> protocol.Status:
-        """State of the connection, trading state, epoch and last_seq. Retried."""
-        return self._call(protocol.GetStatus(), protocol.Status)
+        return run_blocking(self._api.status())
 
+    @_blocking(GatewayApi.order)
     def order(
         self,
         stock_code: str,
@@ -475,97 +309,79 @@ class Gateway:
         strategy_name: str = "",
         client_order_id: str | None = None,
     ) -> protocol.OrderAck:
-        """Place an order; returns the gateway's OrderAck (check `status`: a broker rejection is
-        an ack with status "rejected", a risk denial raises RiskDenied).
-
-        Retried safely: every attempt carries the same client_order_id (generated
-        here when not given), so the gateway answers a resend with `duplicate: true`
-        and never places the order twice.
-        """
-        command = order_command(
-            stock_code, order_type, order_volume, price, price_type, strategy_name, client_order_id
+        return run_blocking(
+            self._api.order(
+                stock_code,
+                order_type,
+                order_volume,
+                price,
+                price_type,
+                strategy_name,
+                client_order_id,
+            )
         )
-        return self._call(command, protocol.OrderAck)
 
+    @_blocking(GatewayApi.buy)
     def buy(self, stock_code: str, volume: int, price: float, **kw: Any) -> protocol.OrderAck:
-        """`order(stock_code, STOCK_BUY, volume, price, ...)`."""
-        return self.order(stock_code, protocol.STOCK_BUY, volume, price, **kw)
+        return run_blocking(self._api.buy(stock_code, volume, price, **kw))
 
+    @_blocking(GatewayApi.sell)
     def sell(self, stock_code: str, volume: int, price: float, **kw: Any) -> protocol.OrderAck:
-        """`order(stock_code, STOCK_SELL, volume, price, ...)`."""
-        return self.order(stock_code, protocol.STOCK_SELL, volume, price, **kw)
+        return run_blocking(self._api.sell(stock_code, volume, price, **kw))
 
+    @_blocking(GatewayApi.cancel)
     def cancel(
         self, order_id: int | None = None, client_order_id: str | None = None
     ) -> protocol.CancelAck:
-        """Ask the broker to cancel (give exactly one id). Retried: resending a cancel is harmless.
-        The outcome arrives as an order event (status 53/54) or a cancel_error event."""
-        return self._call(cancel_command(order_id, client_order_id), protocol.CancelAck)
+        return run_blocking(self._api.cancel(order_id, client_order_id))
 
+    @_blocking(GatewayApi.asset)
     def asset(self) -> protocol.AssetReply:
-        """Cash and asset values, queried from the broker now. Retried."""
-        return self._call(protocol.QueryAsset(), protocol.AssetReply)
+        return run_blocking(self._api.asset())
 
+    @_blocking(GatewayApi.orders)
     def orders(self, cancelable_only: bool = False) -> list[protocol.Order]:
-        """Today's orders, queried from the broker now. Retried."""
-        return self._call(
-            protocol.QueryOrders(cancelable_only=cancelable_only), protocol.OrdersReply
-        ).orders
+        return run_blocking(self._api.orders(cancelable_only))
 
+    @_blocking(GatewayApi.trades)
     def trades(self) -> list[protocol.Trade]:
-        """Today's fills. Retried."""
-        return self._call(protocol.QueryTrades(), protocol.TradesReply).trades
+        return run_blocking(self._api.trades())
 
+    @_blocking(GatewayApi.positions)
     def positions(self) -> list[protocol.Position]:
-        """Current positions. Retried."""
-        return self._call(protocol.QueryPositions(), protocol.PositionsReply).positions
+        return run_blocking(self._api.positions())
 
+    @_blocking(GatewayApi.replay)
     def replay(self, epoch: str, from_seq: int, limit: int = 1000) -> protocol.ReplayReply:
-        """Journaled events of `epoch` from `from_seq` on (at most `limit`). Retried.
-        Raises GatewayError NOT_FOUND when the gateway no longer holds them."""
-        return self._call(
-            protocol.Replay(epoch=epoch, from_seq=from_seq, limit=limit), protocol.ReplayReply
-        )
+        return run_blocking(self._api.replay(epoch, from_seq, limit))
 
+    @_blocking(GatewayApi.halt)
     def halt(self, reason: str = "") -> protocol.Status:
-        """Refuse every new order (cancels still pass). Retried: setting a state is idempotent."""
-        return self._call(protocol.Halt(reason=reason), protocol.Status)
+        return run_blocking(self._api.halt(reason))
 
+    @_blocking(GatewayApi.reduce_only)
     def reduce_only(self, reason: str = "") -> protocol.Status:
-        """Accept only orders that reduce positions. Retried."""
-        return self._call(protocol.ReduceOnly(reason=reason), protocol.Status)
+        return run_blocking(self._api.reduce_only(reason))
 
+    @_blocking(GatewayApi.resume)
     def resume(self, reason: str = "") -> protocol.Status:
-        """Back to active trading. Retried."""
-        return self._call(protocol.Resume(reason=reason), protocol.Status)
+        return run_blocking(self._api.resume(reason))
 
+    @_blocking(GatewayApi.note)
     def note(self, topic: str, data: dict[str, Any] | None = None) -> int:
-        """Publish a `note` event (job runs, signals, alerts); returns its seq.
+        return run_blocking(self._api.note(topic, data))
 
-        NOT retried once it may have reached the gateway: a resend would publish
-        the note twice. It is retried only while no connection existed at all.
-        """
-        return self._call(protocol.PublishNote(topic=topic, data=data or {}), protocol.NoteAck).seq
-
+    @_blocking(GatewayApi.subscribe_quotes)
     def subscribe_quotes(self, stock_codes: Iterable[str]) -> protocol.QuotesAck:
-        """Ask for `tick` events of these codes on the quotes socket, held for this
-        client (`client_id`) for the gateway's quote_lease: renew by calling again.
-        Retried (a set: asking twice holds once). QuoteStream does the renewing."""
-        command = protocol.SubscribeQuotes(stock_codes=list(stock_codes), client_id=self.client_id)
-        return self._call(command, protocol.QuotesAck)
+        return run_blocking(self._api.subscribe_quotes(stock_codes))
 
+    @_blocking(GatewayApi.unsubscribe_quotes)
     def unsubscribe_quotes(self, stock_codes: Iterable[str]) -> protocol.QuotesAck:
-        """Drop this client's hold on these codes. Retried."""
-        command = protocol.UnsubscribeQuotes(
-            stock_codes=list(stock_codes), client_id=self.client_id
-        )
-        return self._call(command, protocol.QuotesAck)
+        return run_blocking(self._api.unsubscribe_quotes(stock_codes))
 
+    @_blocking(GatewayApi.quotes)
     def quotes(self, stock_codes: Iterable[str]) -> list[protocol.TickEvent]:
-        """The latest full tick of each code, in order; NOT_FOUND for a code with no quote.
-        Retried."""
-        command = protocol.QueryQuote(stock_codes=list(stock_codes))
-        return self._call(command, protocol.QuotesReply).quotes
+        return run_blocking(self._api.quotes(stock_codes))
 
     def quote_stream(self, *stock_codes: str, **kw: Any) -> QuoteStream:
         """A QuoteStream of these codes' ticks (subscribed now, renewed while read)."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any, Literal
 import msgspec
 import zmq
 
-from qmtbus import clock, protocol, table
+from qmtbus import clock, files, protocol, table
 from qmtbus.calendar import TradingCalendar, example_lines, load_calendar
 from qmtbus.client import CurveKeys, Gateway, RecorderClient, client_curve
 from qmtbus.clock import SHANGHAI
@@ -250,10 +249,10 @@ def _check_recorder(
 ) -> RecorderHealth:
     rc = config.recorder
     health = RecorderHealth(address=rc.query_address, status_file=rc.status_file)
-    file_status = _read_json(Path(rc.status_file))
+    file_status = files.read(files.RecorderStatusFile, Path(rc.status_file))
     if file_status is not None:
         health.status_file_age = _file_age(Path(rc.status_file))
-        health.pid = int(file_status.get("pid", 0) or 0)
+        health.pid = file_status.pid
     try:
         with RecorderClient(rc.query_address, timeout, 0, curve=client_curve(config)) as client:
             status = client.status()
@@ -262,7 +261,7 @@ def _check_recorder(
             written = f"{health.status_file_age:.0f} s ago" if health.status_file_age else "?"
             problems.append(
                 f"recorder: {_sentence(err)} (its status file, written {written}, says "
-                f"seq {file_status.get('last_seq')} of epoch {file_status.get('epoch') or '-'})"
+                f"seq {file_status.last_seq} of epoch {file_status.epoch or '-'})"
             )
         else:
             problems.append(f"recorder: {_sentence(err)}")
@@ -300,7 +299,7 @@ def _check_scheduler(
 ) -> SchedulerHealth:
     path = Path(config.scheduler.state_file)
     health = SchedulerHealth(state_file=str(path))
-    doc = _read_json(path)
+    doc = files.read(files.SchedulerState, path)
     if doc is None:
         problems.append(
             f"scheduler: no readable state file at {path}; is the scheduler running with "
@@ -308,8 +307,8 @@ def _check_scheduler(
         )
         return health
     health.found = True
-    health.pid = int(doc.get("pid", 0) or 0)
-    health.updated = doc.get("updated")
+    health.pid = doc.pid
+    health.updated = _iso(doc.updated)
     health.running = _scheduler_running(health.pid)
     if health.running is False:
         problems.append(
@@ -317,16 +316,15 @@ def _check_scheduler(
             "see logs/scheduler.log"
         )
     now = clock.now()
-    jobs = doc.get("jobs") or {}
-    for name, record in sorted(jobs.items()):
-        last = record.get("last_run") or {}
+    for name, record in sorted(doc.jobs.items()):
+        last = record.last_run
         job = JobHealth(
             name=name,
-            last_run=last.get("scheduled_for"),
-            last_outcome=last.get("outcome", ""),
-            last_error=last.get("error", ""),
-            next_run=record.get("next_run"),
-            next_run_error=record.get("next_run_error", ""),
+            last_run=_iso(last.scheduled_for) if last else None,
+            last_outcome=last.outcome if last else "",
+            last_error=last.error if last else "",
+            next_run=_iso(record.next_run),
+            next_run_error=record.next_run_error,
         )
         health.jobs.append(job)
         if job.next_run is None and job.next_run_error:
@@ -405,12 +403,8 @@ def _scheduler_running(pid: int) -> bool | None:
     return "scheduler" in cmdline
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        doc = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
+def _iso(moment: dt.datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 def _file_age(path: Path) -> float | None:

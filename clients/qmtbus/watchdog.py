@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from qmtbus.client import Gateway, client_curve
 from qmtbus.config import ConfigError, config_path, load_config
+from qmtbus.extras import require
 
 log = logging.getLogger("qmtbus.watchdog")
 
@@ -234,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    require("watchdog")
     from supervisor import childutils
 
     try:

@@ -16,7 +16,7 @@ from qmtbus import protocol
 from qmtbus.config import SimConfig
 from qmtbus.gateway.ashare import round_price
 from qmtbus.gateway.broker.sim.market import initial_price
-from tests.support import Proc, Stack, free_port, start_gateway, wait_for
+from tests.support import NOBODY, Proc, Stack, start_gateway, wait_for
 
 CODE = "600000.SH"
 
@@ -225,6 +225,7 @@ def test_given_config_in_environment_then_it_is_used_without_the_flag(
 
 
 def test_given_no_gateway_then_exit_3_and_one_sentence_asking_if_it_runs(stack: Stack) -> None:
+    stack.nobody_listens()
     done = qmtbus(stack, "status")
     assert done.returncode == 3
     assert done.stderr == (
@@ -260,6 +261,7 @@ def test_given_recorder_when_sql_then_rows_print_as_a_table_and_as_json(
 
 
 def test_given_no_recorder_when_sql_then_exit_3_naming_the_recorder(stack: Stack) -> None:
+    stack.nobody_listens()
     done = qmtbus(stack, "sql", "SELECT 1")
     assert done.returncode == 3
     assert done.stderr.startswith(f"error: recorder not reachable at {stack.query_address}")
@@ -295,7 +297,7 @@ def test_given_main_called_in_process_then_it_returns_the_exit_code(
 
     assert main(["--config", str(stack.config_path), "--help"]) == 0
     assert main(["--config", str(stack.config_path), "sql"]) == 2
-    unreachable = f"tcp://127.0.0.1:{free_port()}"
+    unreachable = NOBODY
     stack.write_config(gateway={"commands_address": unreachable})
     assert main(["--config", str(stack.config_path), "ping"]) == 3
     assert unreachable in capsys.readouterr().err

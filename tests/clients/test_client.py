@@ -22,7 +22,7 @@ from qmtbus import (
 from qmtbus.config import SimConfig, load_config
 from qmtbus.gateway.ashare import round_price
 from qmtbus.gateway.broker.sim.market import initial_price
-from tests.support import Proc, Stack, free_port, start_gateway, wait_for
+from tests.support import NOBODY, Proc, Stack, start_gateway, wait_for
 
 CODE = "600000.SH"
 
@@ -231,7 +231,7 @@ def test_given_generated_client_order_ids_then_short_printable_time_ordered_and_
 
 
 def test_given_no_gateway_then_unreachable_after_retries_in_one_sentence() -> None:
-    address = f"tcp://127.0.0.1:{free_port()}"
+    address = NOBODY
     with Gateway(address, timeout=0.2, retries=2) as gw:
         start = time.monotonic()
         with pytest.raises(GatewayUnreachable) as err:
@@ -244,7 +244,7 @@ def test_given_no_gateway_then_unreachable_after_retries_in_one_sentence() -> No
 
 
 def test_given_no_gateway_then_note_is_retried_because_it_provably_never_left() -> None:
-    with Gateway(f"tcp://127.0.0.1:{free_port()}", timeout=0.2, retries=2) as gw:
+    with Gateway(NOBODY, timeout=0.2, retries=2) as gw:
         start = time.monotonic()
         with pytest.raises(GatewayUnreachable, match="is it running"):
             gw.note("x", {})

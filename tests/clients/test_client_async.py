@@ -16,7 +16,7 @@ from qmtbus import AsyncGateway, GatewayError, GatewayUnreachable, RiskDenied, p
 from qmtbus.config import SimConfig
 from qmtbus.gateway.ashare import round_price
 from qmtbus.gateway.broker.sim.market import initial_price
-from tests.support import Proc, Stack, free_port, start_gateway
+from tests.support import NOBODY, Proc, Stack, start_gateway
 
 CODE = "600000.SH"
 
@@ -124,7 +124,7 @@ def test_given_gateway_paused_past_the_timeout_then_async_order_is_resent_and_no
 
 
 def test_given_no_gateway_then_async_client_raises_unreachable_in_one_sentence() -> None:
-    address = f"tcp://127.0.0.1:{free_port()}"
+    address = NOBODY
 
     async def main() -> None:
         async with AsyncGateway(address, timeout=0.2, retries=1) as gw:

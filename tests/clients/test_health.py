@@ -23,7 +23,7 @@ import tomli_w
 from qmtbus import Gateway, RecorderClient
 from qmtbus import protocol as p
 from qmtbus.health import Report
-from tests.support import Proc, Stack, free_port, start_gateway, wait_for
+from tests.support import NOBODY, Proc, Stack, start_gateway, wait_for
 
 JOBS = """\
 def noop(ctx):
@@ -143,6 +143,7 @@ def test_given_gateway_recorder_and_scheduler_working_then_health_shows_one_tabl
 def test_given_nothing_running_then_health_names_each_missing_part_and_exits_1(
     stack: Stack,
 ) -> None:
+    stack.nobody_listens()
     code, out, problems, took = health(stack)
     assert code == 1
     assert problems[0].startswith(f"gateway: gateway not reachable at {stack.commands_address}")
@@ -175,7 +176,7 @@ def test_given_events_address_wrong_in_config_then_health_says_no_heartbeat(
     gateway = start_gateway(stack)
     try:
         wrong = stack.config()
-        wrong["gateway"]["events_address"] = f"tcp://127.0.0.1:{free_port()}"
+        wrong["gateway"]["events_address"] = NOBODY
         config = tmp_path / "wrong.toml"
         config.write_text(tomli_w.dumps(wrong))
         code, _, problems, took = health(

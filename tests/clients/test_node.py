@@ -23,7 +23,7 @@ from qmtbus import protocol
 from qmtbus.config import SimConfig
 from qmtbus.gateway.broker.sim.ledger import read_ledger
 from qmtbus.gateway.broker.sim.market import initial_price
-from tests.support import ROOT, Proc, Stack, call, free_port, start_gateway, wait_for
+from tests.support import NOBODY, ROOT, Proc, Stack, call, start_gateway, wait_for
 
 NODE_DIR = ROOT / "clients" / "node"
 NODE = shutil.which("node")
@@ -165,7 +165,7 @@ def test_given_live_quotes_when_node_streams_them_then_ticks_of_its_codes_arrive
 def test_given_bad_requests_when_the_node_client_sends_them_then_each_surfaces_as_an_error(
     node_modules: Path, stack: Stack, sim_gateway: Proc
 ) -> None:
-    dead = f"tcp://127.0.0.1:{free_port()}"
+    dead = NOBODY
     done = run_node("scripts/error-path.js", stack, QMTBUS_DEAD=dead, QMTBUS_PRICE=str(PRICE))
 
     assert done.returncode == 0, f"a case did not throw:\n{done.stdout}\n{done.stderr}"

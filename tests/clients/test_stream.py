@@ -14,12 +14,20 @@ from typing import Any
 import pytest
 import zmq
 
-from qmtbus import AsyncEventStream, EventStream, Gateway, GatewaySilent, QuoteStream, protocol
+from qmtbus import (
+    AsyncEventStream,
+    EventStream,
+    Gateway,
+    GatewaySilent,
+    QuoteStream,
+    endpoints,
+    protocol,
+)
 from qmtbus.config import SimConfig
 from qmtbus.gateway.ashare import round_price
 from qmtbus.gateway.broker.sim.market import initial_price
 from qmtbus.stream import Gap, Sequencer
-from tests.support import Proc, Stack, free_port, start_gateway, wait_for
+from tests.support import ANY_PORT, NOBODY, Proc, Stack, start_gateway, wait_for
 
 CODE = "600000.SH"
 
@@ -129,7 +137,7 @@ class LossyLink:
     """A forwarder between the gateway's PUB and a stream that drops some events: a bad network."""
 
     def __init__(self, upstream: str, drop: float) -> None:
-        self.address = f"tcp://127.0.0.1:{free_port()}"
+        self.address = ""  # the port the kernel gives the bind below
         self.dropped: list[int] = []
         self._drop = drop
         self._upstream = upstream
@@ -144,7 +152,7 @@ class LossyLink:
         sub, pub = ctx.socket(zmq.SUB), ctx.socket(zmq.PUB)
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.connect(self._upstream)
-        pub.bind(self.address)
+        self.address = endpoints.bind(pub, ANY_PORT)
         self._bound.set()
         rng = random.Random(7)
         while not self._stop.is_set():
@@ -356,13 +364,13 @@ def test_given_a_listening_quote_stream_then_it_gets_held_ticks_and_holds_nothin
 
 def test_given_tick_type_for_the_event_stream_then_it_points_to_quote_stream() -> None:
     with pytest.raises(ValueError, match="QuoteStream"):
-        EventStream(f"tcp://127.0.0.1:{free_port()}", types=["tick"], start_from=("e", 0))
+        EventStream(NOBODY, types=["tick"], start_from=("e", 0))
     assert QuoteStream.__doc__
 
 
 def test_given_unknown_event_type_then_value_error_lists_the_known_ones() -> None:
     with pytest.raises(ValueError, match=r"unknown event type .trades.*trade"):
-        EventStream(f"tcp://127.0.0.1:{free_port()}", types=["trades"], start_from=("e", 0))
+        EventStream(NOBODY, types=["trades"], start_from=("e", 0))
 
 
 # -- the sequencer alone (no I/O) ------------------------------------------------------

@@ -151,6 +151,8 @@ def test_given_a_program_is_killed_then_the_alert_note_names_it_its_old_pid_and_
 def test_given_the_gateway_is_down_when_a_program_dies_then_the_alert_is_published_once_it_is_back(
     sv: Supervised,
 ) -> None:
+    # The gateway's ports are the ones it binds: it runs once, then is down.
+    assert start_gateway(sv.stack).stop() == 0
     sv.start(wait=False)
     sv.wait_running(("victim", "watchdog"))
     old_pid = sv.kill9("victim")  # nobody to tell yet: the watchdog holds the alert

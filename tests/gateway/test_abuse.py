@@ -30,9 +30,9 @@ _ctx: zmq.Context[Any] = zmq.Context.instance()
 
 @pytest.fixture
 def dealer(stack: Stack) -> Iterator[zmq.Socket[Any]]:
+    """A DEALER; the test connects it once the gateway has bound its port."""
     sock = _ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(stack.commands_address)
     yield sock
     sock.close()
 
@@ -91,6 +91,7 @@ def test_given_dealer_pipelining_beyond_max_in_flight_then_excess_is_busy_and_ne
 ) -> None:
     stack.write_config(gateway={"max_in_flight_per_client": 3, "order_reply_timeout": 10.0})
     gateway = start_gateway(stack)
+    dealer.connect(stack.commands_address)
     try:
         # Broker responses come a second late, so the first orders stay in flight.
         assert isinstance(stack.call(p.SimFault(fault="delay_callbacks", value=1.0)), p.SimAck)

@@ -25,7 +25,7 @@ from qmtbus import protocol as p
 from qmtbus.gateway.broker.sim.ledger import read_ledger
 from qmtbus.keys import CurveKeys, main_new, secure_client
 from tests.gateway.conftest import order, price
-from tests.support import Proc, Stack, Subscriber, free_port, wait_for
+from tests.support import Proc, Stack, Subscriber, wait_for
 
 # A refused client waits this long for a reply that must not come; an allowed one
 # gets its reply in milliseconds on loopback.
@@ -121,11 +121,7 @@ class CurveSubscriber(Subscriber):
     """A raw SUB socket with CURVE keys (None: a plain SUB)."""
 
     def __init__(self, address: str, client: Pair | None, server: bytes | None) -> None:
-        self.sock = _ctx.socket(zmq.SUB)
-        _secure(self.sock, client, server)
-        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
-        self.sock.connect(address)
-        self.events: list[p.Event] = []
+        super().__init__(address, secure=lambda sock: _secure(sock, client, server))
 
 
 def start_curve_gateway(stack: Stack, keys: Keys, connect_to: str | None = None) -> Proc:
@@ -251,8 +247,8 @@ def test_given_a_new_key_file_in_the_allowed_folder_then_that_client_gets_in_wit
 def _lo(stack: Stack) -> None:
     """Bind both sockets by the interface name `lo`: treated as beyond loopback by the
     gateway's check, bound to 127.0.0.1 by the kernel."""
-    stack.events_address = f"tcp://lo:{free_port()}"
-    stack.commands_address = f"tcp://lo:{free_port()}"
+    stack.events_address = "tcp://lo:*"
+    stack.commands_address = "tcp://lo:*"
     stack.write_config()
 
 
@@ -260,8 +256,6 @@ def test_given_bind_beyond_loopback_without_curve_then_refused_and_with_curve_th
     stack: Stack, keys: Keys
 ) -> None:
     _lo(stack)
-    commands_port = stack.commands_address.rpartition(":")[2]
-    events_port = stack.events_address.rpartition(":")[2]
 
     plain = stack.dir / "plain.toml"
     plain.write_text(stack.config_path.read_text().replace("curve = true", "curve = false"))
@@ -274,11 +268,13 @@ def test_given_bind_beyond_loopback_without_curve_then_refused_and_with_curve_th
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert f"= 'tcp://lo:{events_port}' listens beyond loopback without encryption" in (
-        result.stderr
-    )
+    assert "= 'tcp://lo:*' listens beyond loopback without encryption" in result.stderr
 
-    gateway = start_curve_gateway(stack, keys, connect_to=f"tcp://127.0.0.1:{commands_port}")
+    gateway = start_curve_gateway(stack, keys)
+    # bound by the interface name, reported by the address the kernel gave it
+    events_port = stack.events_address.rpartition(":")[2]
+    commands_port = stack.commands_address.rpartition(":")[2]
+    assert stack.commands_address == f"tcp://127.0.0.1:{commands_port}"
     try:
         sub = CurveSubscriber(f"tcp://127.0.0.1:{events_port}", keys.alice, keys.gateway.public)
         try:

@@ -25,7 +25,7 @@ class Ticks:
     """A SUB on the quotes socket, collecting decoded ticks."""
 
     def __init__(self, stack: Stack, prefix: bytes = b"tick."):
-        self.sub = Subscriber(stack.quotes_address, prefix)
+        self.sub = Subscriber(lambda: stack.quotes_address, prefix)  # once the gateway bound
 
     def drain(self) -> list[p.TickEvent]:
         return [t for t in self.sub.drain(0.01) if isinstance(t, p.TickEvent)]

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import zmq
 
-from qmtbus import protocol
+from qmtbus import endpoints, protocol
 from tests.recorder.helpers import (
     assert_epoch_complete,
     send_notes,
@@ -21,7 +21,7 @@ from tests.recorder.helpers import (
     wait_caught_up,
     wait_recorded,
 )
-from tests.support import Proc, Stack, wait_for
+from tests.support import ANY_PORT, Proc, Stack, wait_for
 
 EPOCH = "20261124T010000Z-test00"
 
@@ -41,7 +41,8 @@ def test_given_junk_and_unknown_events_then_they_go_to_bad_events_and_recording_
     stack.write_config(client={"timeout": 0.5})
     pub: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.PUB)
     pub.setsockopt(zmq.LINGER, 0)
-    pub.bind(stack.events_address)
+    stack.nobody_listens("gateway")
+    stack.pin("gateway", {"events": endpoints.bind(pub, ANY_PORT)})
     recorder = start_recorder(stack)
     try:
         first = note(1, i=1)

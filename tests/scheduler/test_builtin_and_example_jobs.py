@@ -17,7 +17,7 @@ from qmtbus.config import load_config
 from qmtbus.scheduler import JobContext
 from qmtbus.scheduler.builtin import PreOpenCheckFailed, after_close_snapshot, pre_open_check
 from tests.scheduler.conftest import CODE, price
-from tests.support import Stack, free_port
+from tests.support import NOBODY, Stack
 
 WHEN = dt.datetime(2026, 11, 24, 9, 20, tzinfo=SHANGHAI)
 
@@ -72,7 +72,7 @@ def test_given_halted_trading_then_pre_open_check_fails_and_alerts_on_the_bus(
 
 
 def test_given_no_gateway_then_pre_open_check_fails_saying_it_does_not_answer(stack):
-    silent = Gateway(f"tcp://127.0.0.1:{free_port()}", timeout=0.2, retries=0)
+    silent = Gateway(NOBODY, timeout=0.2, retries=0)
     try:
         with pytest.raises(PreOpenCheckFailed, match="the gateway does not answer"):
             pre_open_check(context(stack, silent, "pre_open_check"))
