@@ -192,6 +192,9 @@ class AsyncGateway:
         command = protocol.Replay(epoch=epoch, from_seq=from_seq, limit=limit)
         return await self._call(command, protocol.ReplayReply)
 
+    async def epochs(self) -> protocol.EpochsReply:
+        return await self._call(protocol.ListEpochs(), protocol.EpochsReply)
+
     async def halt(self, reason: str = "") -> protocol.Status:
         return await self._call(protocol.Halt(reason=reason), protocol.Status)
 

@@ -52,6 +52,7 @@ RETRY_SAFE: frozenset[type[Any]] = frozenset(
         protocol.QueryTrades,
         protocol.QueryPositions,
         protocol.Replay,
+        protocol.ListEpochs,
         protocol.Halt,
         protocol.ReduceOnly,
         protocol.Resume,
@@ -555,6 +556,10 @@ class Gateway:
         return self._call(
             protocol.Replay(epoch=epoch, from_seq=from_seq, limit=limit), protocol.ReplayReply
         )
+
+    def epochs(self) -> protocol.EpochsReply:
+        """Every epoch the gateway's journal holds, oldest first, with its seq range. Retried."""
+        return self._call(protocol.ListEpochs(), protocol.EpochsReply)
 
     def halt(self, reason: str = "") -> protocol.Status:
         """Refuse every new order (cancels still pass). Retried: setting a state is idempotent."""
