@@ -79,7 +79,7 @@ def _run(config: Config, db: Database, stop: threading.Event) -> int:
     newest = max(((e, s) for e, (s, _) in progress.items()), default=("", 0))
     committed.load(newest[0], newest[1], db.count("events"), db.count("bad_events"))
     writer = Writer(db, committed, rc.write_retry_seconds)
-    writer.load(progress)
+    writer.load(progress, db.complete())
     ctx: zmq.Context[Any] = zmq.Context.instance()
     auth = start_authenticator(ctx, config)
     # subscribe before anything is replayed, so no event falls between replay and live

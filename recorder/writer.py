@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 import msgspec
 
+from qmtbus.failpoints import failpoint
 from qmtbus.recorder import schema
 from qmtbus.recorder.state import Committed
 
@@ -58,10 +59,12 @@ class Batch:
     gaps: list[tuple[Any, ...]] = field(default_factory=list)  # gaps rows
     # epoch -> the seq the ingest has dealt with (stored, or given up as a gap)
     reached: dict[str, int] = field(default_factory=dict)
+    # old epochs the ingest has finished: recorded to their end, or their loss named
+    finished: set[str] = field(default_factory=set)
     created: float = field(default_factory=time.monotonic)
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.bad) + len(self.gaps)
+        return len(self.events) + len(self.bad) + len(self.gaps) + len(self.finished)
 
     def add(self, event: Any, epoch: str, seq: int) -> None:
         self.events.append(event)
@@ -77,6 +80,7 @@ class Batch:
         self.headers += other.headers
         self.bad += other.bad
         self.gaps += other.gaps
+        self.finished |= other.finished
         for epoch, seq in other.reached.items():
             self.reach(epoch, seq)
 
@@ -140,6 +144,11 @@ class Database:
         rows = self.con.execute("SELECT epoch, last_seq, events FROM progress").fetchall()
         return {str(e): (int(s), int(n)) for e, s, n in rows}
 
+    def complete(self) -> set[str]:
+        """The old epochs recorded to their end (or whose loss is in `gaps`)."""
+        rows = self.con.execute("SELECT epoch FROM progress WHERE complete").fetchall()
+        return {str(e) for (e,) in rows}
+
     def count(self, table: str) -> int:
         return int(self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
 
@@ -185,15 +194,17 @@ class Writer(threading.Thread):
         # in memory, what DuckDB holds: guards against ever writing an (epoch, seq) twice
         self.positions: dict[str, int] = {}
         self.epoch_events: Counter[str] = Counter()
+        self.complete: set[str] = set()  # old epochs marked complete in DuckDB
         self.failing = False
         self.fatal: BaseException | None = None
         self.transactions = 0
         self.write_seconds = 0.0
 
-    def load(self, progress: dict[str, tuple[int, int]]) -> None:
+    def load(self, progress: dict[str, tuple[int, int]], complete: set[str] | None = None) -> None:
         for epoch, (last_seq, events) in progress.items():
             self.positions[epoch] = last_seq
             self.epoch_events[epoch] = events
+        self.complete |= complete or set()
 
     @property
     def idle(self) -> bool:
@@ -321,10 +332,22 @@ class Writer(threading.Thread):
                 # UPDATE, not INSERT OR REPLACE: measured 2 ms less per transaction
                 sql = schema.PROGRESS_UPDATE if epoch in self.positions else schema.PROGRESS_INSERT
                 con.execute(sql, [seq, count, epoch])
+            finished = batch.finished - self.complete
+            for epoch in sorted(finished):
+                has_row = epoch in self.positions or epoch in last
+                con.execute(
+                    schema.PROGRESS_COMPLETE if has_row else schema.PROGRESS_COMPLETE_EMPTY, [epoch]
+                )
+            failpoint("recorder.before_commit")
             con.execute("COMMIT")
         except BaseException:
             self._rollback()
             raise
+        # committed: a crash from here on must cost nothing (the rows are in DuckDB)
+        failpoint("recorder.batch_committed")
+        self.complete |= finished
+        for epoch in finished:
+            self.positions.setdefault(epoch, 0)
         self.positions.update(last)
         self.epoch_events.update(per_epoch)
         self.transactions += 1
@@ -368,7 +391,7 @@ class Writer(threading.Thread):
                 bad = Batch(bad=[bad_row("ingest", reason, b"", payload, epoch, seq)])
                 bad.reach(epoch, seq)
                 self.write(bad)
-        rest = Batch(bad=batch.bad, gaps=batch.gaps, reached=batch.reached)
+        rest = Batch(bad=batch.bad, gaps=batch.gaps, reached=batch.reached, finished=batch.finished)
         self.write(rest)
 
 

@@ -145,6 +145,9 @@ class Sequencer:
                 self.ends[epoch] = last
         if current:
             self.switch(current)
+        for epoch, end in self.ends.items():
+            if self.is_old(epoch) and self.position(epoch) >= end:
+                self.finished.add(epoch)
         return [
             e
             for e in sorted(self.positions)
