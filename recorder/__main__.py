@@ -25,7 +25,13 @@ from qmtbus.recorder.query import QueryServer
 from qmtbus.recorder.snapshot import Snapshotter
 from qmtbus.recorder.state import Committed
 from qmtbus.recorder.ticks import TickRecorder
-from qmtbus.recorder.writer import Database, DatabaseError, DatabaseLocked, Writer
+from qmtbus.recorder.writer import (
+    FAILPOINTS,
+    Database,
+    DatabaseError,
+    DatabaseLocked,
+    Writer,
+)
 from qmtbus.security import check_binds, start_authenticator
 
 log = logging.getLogger("recorder")
@@ -37,7 +43,16 @@ STOP_FLUSH_SECONDS = 10.0  # SIGTERM: how long the writer may take to commit wha
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="qmtbus-recorder", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="the qmtbus TOML file (default: $QMTBUS_CONFIG)")
+    parser.add_argument(
+        "--list-failpoints",
+        action="store_true",
+        help="print the crash points QMTBUS_FAILPOINT may name, and exit",
+    )
     args = parser.parse_args(argv)
+    if args.list_failpoints:
+        for name, where in FAILPOINTS.items():
+            print(f"{name}\t{where}")
+        return 0
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.INFO,
@@ -96,7 +111,13 @@ def _run(config: Config, db: Database, stop: threading.Event) -> int:
     ticks = TickRecorder(config, db) if rc.tick_symbols else None
     writer.start()
     query.start()
-    snapshots = Snapshotter(rc.snapshot_path, rc.snapshot_interval, db, committed)
+    snapshots = Snapshotter(
+        rc.snapshot_path,
+        rc.snapshot_interval,
+        db,
+        committed,
+        min_free_bytes=int(rc.snapshot_min_free_mb * 1024 * 1024),
+    )
     snapshots.start()
     if ticks is not None:
         ticks.start()

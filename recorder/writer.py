@@ -9,6 +9,7 @@ marked committed until DuckDB says so.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 import queue
 import threading
@@ -39,6 +40,12 @@ MAX_TRANSACTION_ROWS = 20_000
 STOP_RETRY_SECONDS = 5.0
 
 _json = msgspec.json.Encoder()
+
+# Where a test may crash the recorder on purpose (QMTBUS_FAILPOINT=name; qmtbus.failpoints).
+FAILPOINTS = {
+    "recorder.before_commit": "a batch is in the open DuckDB transaction, not yet committed",
+    "recorder.batch_committed": "a batch is committed in DuckDB; nothing else knows it yet",
+}
 
 
 class DatabaseLocked(Exception):
@@ -171,6 +178,14 @@ class Database:
             self.con.close()
 
 
+def disk_full(err: BaseException) -> bool:
+    """True when `err` (an OSError or DuckDB's text) says the disk or a quota is full."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(err).lower()
+    return "no space left" in text or "disk quota" in text or "disk is full" in text
+
+
 def transient(err: Exception) -> bool:
     """True for failures of the disk or the file (retry the same batch later); False for a
     batch DuckDB refuses (split it to find the culprit)."""
@@ -279,13 +294,7 @@ class Writer(threading.Thread):
                 if failed_at is None:
                     failed_at = time.monotonic()
                     if not self.failing:
-                        log.error(
-                            "cannot write to %s: %s; keeping %d rows in memory, retry every %g s",
-                            self.db.path,
-                            str(err).splitlines()[0],
-                            len(batch),
-                            self.retry_seconds,
-                        )
+                        self._log_failure(err, len(batch))
                 self.failing = True
                 if "invalidated" in str(err):
                     self._reopen()
@@ -297,6 +306,24 @@ class Writer(threading.Thread):
                 log.warning("writing to %s works again; nothing was lost", self.db.path)
                 self.failing = False
             return True
+
+    def _log_failure(self, err: duckdb.Error, rows: int) -> None:
+        if disk_full(err):
+            log.error(
+                "disk full: cannot write to %s; keeping %d rows in memory and retrying every "
+                "%g s until space is freed",
+                self.db.path,
+                rows,
+                self.retry_seconds,
+            )
+            return
+        log.error(
+            "cannot write to %s: %s; keeping %d rows in memory, retry every %g s",
+            self.db.path,
+            str(err).splitlines()[0],
+            rows,
+            self.retry_seconds,
+        )
 
     def _rollback(self) -> None:
         # a failed COMMIT has already ended the transaction

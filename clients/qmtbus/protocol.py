@@ -636,8 +636,6 @@ class QuotesReply(_Msg, tag="quotes", frozen=True, kw_only=True):
 
 
 class ErrorReply(_Msg, tag="error", frozen=True, kw_only=True):
-    """`lost` is set on the NOT_FOUND answer to `replay`: which seqs are gone, and why."""
-
     code: str
     message: str
     rule: str = ""
