@@ -501,14 +501,27 @@ def _frames(
 
 def _resync(w: _Window, damaged: int, expect: int) -> tuple[int, int] | None:
     """(offset, seq) of the next valid frame after the damaged one at `damaged`: the
-    checksum verifies and the seq is plausible (each lost frame took at least a header)."""
+    checksum verifies and the seq is plausible (each lost frame took at least a header).
+
+    A regex (C speed) finds the offsets that can hold a header at all: a length below
+    MAX_PAYLOAD's top byte, a seq whose high half is `expect`'s and whose low half is not
+    zero; only those are checked in Python. A zero-filled stretch has none."""
+    top = re.escape(bytes([MAX_PAYLOAD >> 24]))
+    high = re.escape(_SEQ.pack(expect)[4:])
+    candidates = re.compile(rb"(?=...[\x00-" + top + rb"].{4}(?!\x00{4}).{4}" + high + rb")", re.S)
     offset = damaged + 1
     while offset + HEADER_SIZE <= w.end:
-        most = expect + (offset - damaged) // HEADER_SIZE + 1
-        frame = _frame_at(w, offset, expect, most)
-        if frame is not None:
-            return offset, frame[0]
-        offset += 1
+        size = min(_READ_CHUNK, w.end - offset)
+        chunk = w.get(offset, size)
+        if chunk is None:
+            return None
+        for m in candidates.finditer(chunk):
+            at = offset + m.start()
+            most = expect + (at - damaged) // HEADER_SIZE + 1
+            frame = _frame_at(w, at, expect, most)
+            if frame is not None:
+                return at, frame[0]
+        offset += size - HEADER_SIZE + 1  # a header may straddle the chunks
     return None
 
 

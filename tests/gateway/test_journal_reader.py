@@ -117,3 +117,18 @@ def test_given_a_payload_that_looks_like_a_frame_then_only_a_verified_checksum_r
         j.read(epoch, 5, 100)
     assert lost.value.lost_to == 6
     assert j.read(epoch, 7, 100)[0] == [payload(s) for s in range(7, 31)]
+
+
+@pytest.mark.parametrize("junk", [bytes(1 << 20), bytes(range(256)) * 4096], ids=["zeros", "noise"])
+def test_given_a_megabyte_of_junk_between_frames_then_nothing_is_lost(
+    tmp_path: Path, junk: bytes
+) -> None:
+    epoch, _ = old_epoch(tmp_path, 200)
+    (segment,) = segment_files(tmp_path, epoch)
+    data = segment.read_bytes()
+    cut = len(MAGIC) + 100 * FRAME  # between seq 100 and seq 101
+    segment.write_bytes(data[:cut] + junk + data[cut:])
+    j = open_journal(tmp_path)
+    events, last, more = j.read(epoch, 1, 1000)
+    assert events == [payload(s) for s in range(1, 201)]
+    assert (last, more) == (200, False)
