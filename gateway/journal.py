@@ -433,6 +433,7 @@ class _Window:
         """Bytes [offset, offset + size), or None past `end`; offsets only move forward."""
         if offset + size > self.end:
             return None
+        assert offset >= self.base, "a window reads forward only"
         if offset - self.base > _READ_CHUNK:  # drop what is behind us
             self.buf, self.base = self.buf[offset - self.base :], offset
         missing = offset + size - (self.base + len(self.buf))
