@@ -29,8 +29,9 @@ from pathlib import Path
 import duckdb
 
 from qmtbus.recorder import schema
+from qmtbus.recorder.disk import disk_full, free_bytes
 from qmtbus.recorder.state import Committed
-from qmtbus.recorder.writer import Database, disk_full
+from qmtbus.recorder.writer import Database
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,6 @@ REPLACED = ("progress", "bad_events", "gaps", "order_status_names")
 # interval stretches rather than the snapshot eating the writer's CPU.
 MAX_SHARE = 0.1
 MB = 1024 * 1024
-
-
-def free_bytes(folder: Path) -> int:
-    """Bytes free for this process on the disk that holds `folder`."""
-    return shutil.disk_usage(folder).free
 
 
 class Snapshotter:

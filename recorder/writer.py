@@ -9,7 +9,6 @@ marked committed until DuckDB says so.
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import logging
 import queue
 import threading
@@ -26,6 +25,7 @@ import msgspec
 
 from qmtbus.failpoints import failpoint
 from qmtbus.recorder import schema
+from qmtbus.recorder.disk import disk_full
 from qmtbus.recorder.state import Committed
 
 log = logging.getLogger(__name__)
@@ -176,14 +176,6 @@ class Database:
                     cur.interrupt()
             self._readers.close()
             self.con.close()
-
-
-def disk_full(err: BaseException) -> bool:
-    """True when `err` (an OSError or DuckDB's text) says the disk or a quota is full."""
-    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    text = str(err).lower()
-    return "no space left" in text or "disk quota" in text or "disk is full" in text
 
 
 def transient(err: Exception) -> bool:

@@ -178,3 +178,15 @@ def test_given_the_disk_nearly_full_then_the_snapshot_is_skipped_and_recording_g
     wait_endpoint(stack, recorder)
     wait_for(snapshot.exists, 30, "the snapshot file")
     assert recorder.stop() == 0
+
+
+def test_list_failpoints_names_each_crash_point_and_exits_0() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "qmtbus.recorder", "--list-failpoints"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    names = [line.split("\t")[0] for line in out.stdout.splitlines()]
+    assert names == ["recorder.before_commit", "recorder.batch_committed"]
