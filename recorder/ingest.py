@@ -292,7 +292,7 @@ class Ingest:
             for epoch in self.seq.held(held, listing.current):
                 self._gap(epoch, self.seq.position(epoch) + 1, None, "not_held")
                 self.seq.finish(epoch)
-        elif listing.current:
+        if listing.current:
             self.seq.switch(listing.current)
         current = next((e for e in listing.epochs if e.epoch == listing.current), None)
         if current is not None:

@@ -57,7 +57,8 @@ class Sequencer:
     `start_from` is where a stream starts (epoch "" stands for "no gateway was
     running": everything of the epoch it starts is new); `positions` what a
     recorder already holds of each epoch. `held()` tells it which epochs the
-    gateway's journal holds; then `unfinished()` lists what is still to fetch.
+    gateway's journal holds (the `epochs` command); then `gaps()` and `unfinished()`
+    include the epochs it never saw live.
     """
 
     def __init__(
@@ -137,21 +138,20 @@ class Sequencer:
 
     def held(self, epochs: Iterable[tuple[str, int, int]], current: str) -> list[str]:
         """The gateway's journal holds these (epoch, first_seq, last_seq), `current` running.
-        Returns the epochs this sequencer tracks, unfinished, that the journal no longer holds."""
+        Old epochs held up to where we are count as finished. Returns the epochs this
+        sequencer tracks, older than `current` and unfinished, that it no longer holds."""
         listed = set()
         for epoch, _first, last in epochs:
             listed.add(epoch)
             if epoch != current:
                 self.ends[epoch] = last
-        if current:
-            self.switch(current)
         for epoch, end in self.ends.items():
-            if self.is_old(epoch) and self.position(epoch) >= end:
+            if epoch < current and self.position(epoch) >= end:
                 self.finished.add(epoch)
         return [
             e
             for e in sorted(self.positions)
-            if e and e not in listed and self.is_old(e) and e not in self.finished
+            if e and e < current and e not in listed and e not in self.finished
         ]
 
     def unfinished(self, until: str | None = None) -> list[Gap]:

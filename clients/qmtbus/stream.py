@@ -156,6 +156,20 @@ class _Base:
             for fn in self._epoch_handlers:
                 fn(ev.epoch)
 
+    def _new_epoch(self, ev: protocol.Event) -> bool:
+        """The gateway restarted since the last event taken (maybe more than once)."""
+        return bool(self._seq.epoch) and ev.epoch > str(self._seq.epoch)
+
+    def _learn(self, listing: protocol.EpochsReply | None) -> None:
+        """Which epochs the gateway held since ours: the ones started while this stream
+        did not hear them are replayed too, in order, before the new event."""
+        if listing is None or not self._seq.epoch:
+            return
+        ours = self._seq.epoch
+        held = [(e.epoch, e.first_seq, e.last_seq) for e in listing.epochs if e.epoch >= ours]
+        for gone in self._seq.held(held, listing.current):
+            self._seq.finish(gone)  # whether its tail held anything cannot be told
+
     def _after_fill(self, gap: Gap) -> None:
         have = self._seq.position(gap.epoch)
         if gap.to_seq is not None and self._seq.epoch == gap.epoch and have < gap.to_seq:
@@ -310,12 +324,22 @@ class EventStream(_Base):
 
     def _take(self, ev: protocol.Event) -> None:
         try:
+            if self._new_epoch(ev):
+                self._learn(self._held_epochs())
             for gap in self._seq.gaps(ev):
                 self._fill(gap)
         except BaseException:
             self._held = ev  # retried on the next call: nothing is skipped
             raise
         self._accept(ev)
+
+    def _held_epochs(self) -> protocol.EpochsReply | None:
+        try:
+            return self.gateway.epochs()
+        except GatewayError as err:
+            if err.code == protocol.UNKNOWN_TYPE:
+                return None  # an older gateway: epochs between the two are not known
+            raise
 
     def _fill(self, gap: Gap) -> None:
         log.debug("replaying %s", gap)
@@ -482,12 +506,22 @@ class AsyncEventStream(_Base):
 
     async def _take(self, ev: protocol.Event) -> None:
         try:
+            if self._new_epoch(ev):
+                self._learn(await self._held_epochs())
             for gap in self._seq.gaps(ev):
                 await self._fill(gap)
         except BaseException:
             self._held = ev
             raise
         self._accept(ev)
+
+    async def _held_epochs(self) -> protocol.EpochsReply | None:
+        try:
+            return await self.gateway.epochs()
+        except GatewayError as err:
+            if err.code == protocol.UNKNOWN_TYPE:
+                return None  # an older gateway: epochs between the two are not known
+            raise
 
     async def _fill(self, gap: Gap) -> None:
         from_seq = gap.from_seq
