@@ -137,6 +137,11 @@ def dispatch(server: Server, envelope: list[bytes], json: bool, cmd: p.Command) 
                 return
         case p.Replay():
             reply = _replay(server, cmd, json)
+        case p.ListEpochs():
+            held = [
+                p.HeldEpoch(epoch=e, first_seq=f, last_seq=s) for e, f, s in server.journal.epochs()
+            ]
+            reply = p.EpochsReply(epochs=held, current=server.journal.epoch)
         case p.Halt() | p.ReduceOnly() | p.Resume():
             reply = _set_trading(server, cmd)
         case p.PublishNote():
@@ -161,7 +166,15 @@ def _replay(server: Server, cmd: p.Replay, json: bool) -> Any:
     try:
         payloads, last_seq, more = server.journal.read(cmd.epoch, cmd.from_seq, cmd.limit)
     except NotHeld as err:
-        return p.ErrorReply(code=p.NOT_FOUND, message=str(err))
+        lost = p.Lost(
+            epoch=err.epoch,
+            from_seq=err.seq,
+            to_seq=err.lost_to,
+            reason=err.reason,
+            first_seq=err.first_seq,
+            last_seq=err.last_seq,
+        )
+        return p.ErrorReply(code=p.NOT_FOUND, message=str(err), lost=lost)
     if json:
         events = [p.decode_event(x) for x in payloads]
         return p.ReplayReply(epoch=cmd.epoch, events=events, last_seq=last_seq, more=more)

@@ -16,14 +16,15 @@ from collections.abc import Generator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, Literal, NamedTuple
 
 log = logging.getLogger(__name__)
 
 # Layout: <directory>/<epoch>/<first_seq:020d>.seg. A segment is an 8-byte magic, then frames
 # `length u32 | crc32 u32 | seq u64 | payload` (little-endian; the crc covers seq and payload).
-# A torn or damaged frame ends the readable part of its segment, so a kill -9 mid-write costs
-# at most the record being written. Old epochs are never written again. One owner thread (the
+# A damaged frame is skipped: the reader scans on for the next frame whose checksum verifies,
+# and `read` names the seqs in between as lost. A torn tail (kill -9 mid-write) costs at most
+# the record being written. Old epochs are never written again. One owner thread (the
 # gateway's I/O thread) calls every method, so nothing here locks.
 MAGIC = b"QMTJRNL1"
 _HEADER = struct.Struct("<IIQ")
@@ -42,12 +43,30 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, 
 
 
 class NotHeld(LookupError):
-    """The asked epoch or seq is not in the journal (unknown epoch, trimmed, or damaged)."""
+    """The asked epoch or seq is not in the journal (unknown epoch, trimmed, or damaged).
 
-    def __init__(self, message: str, *, epoch: str, seq: int) -> None:
+    `lost_to` is the last seq that cannot be served from `seq` on (None: to the epoch's
+    end); `first_seq`..`last_seq` is what the journal still holds of the epoch (0, 0: none).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        epoch: str,
+        seq: int,
+        reason: Literal["trimmed", "damaged", "not_held"] = "not_held",
+        lost_to: int | None = None,
+        first_seq: int = 0,
+        last_seq: int = 0,
+    ) -> None:
         super().__init__(message)
         self.epoch = epoch
         self.seq = seq
+        self.reason: Literal["trimmed", "damaged", "not_held"] = reason
+        self.lost_to = lost_to
+        self.first_seq = first_seq
+        self.last_seq = last_seq
 
 
 class EpochInfo(NamedTuple):
@@ -253,9 +272,11 @@ class Journal:
     # ------------------------------------------------------------------ reading
 
     def read(self, epoch: str, from_seq: int, limit: int) -> tuple[list[bytes], int, bool]:
-        """Payloads from `from_seq` on, in order, at most `limit`; the last seq held for the
-        epoch; and whether it holds more after the last returned. Raises NotHeld when the
-        epoch is unknown or `from_seq` was trimmed. Only flushed events are seen."""
+        """Payloads from `from_seq` on, in order and without holes, at most `limit`; the last
+        seq held for the epoch; and whether it holds more after the last returned. A read
+        stops before a damaged stretch; one that starts in it (or before what was trimmed,
+        or in an unknown epoch) raises NotHeld naming the seqs lost. Only flushed events
+        are seen."""
         if limit < 1 or from_seq < 1:
             raise ValueError(f"read needs from_seq >= 1 and limit >= 1, got {from_seq}, {limit}")
         ep = self._epochs.get(epoch)
@@ -272,36 +293,51 @@ class Journal:
                 f"seq {from_seq} of epoch {epoch} is no longer held (held: {first}..{last})",
                 epoch=epoch,
                 seq=from_seq,
+                reason="trimmed",
+                lost_to=first - 1,
+                first_seq=first,
+                last_seq=last,
             )
         if from_seq > last:
             return [], last, False
         out: list[bytes] = []
+        hole_to: int | None = None  # the last seq of a damaged stretch at `want`
         i = bisect.bisect_right([s.first_seq for s in ep.segments], from_seq) - 1
         want = from_seq
-        while i < len(ep.segments) and len(out) < limit and want <= last:
+        while i < len(ep.segments) and len(out) < limit and want <= last and hole_to is None:
             seg = ep.segments[i]
             seqs, offsets = self._index(seg)
             j = bisect.bisect_right(seqs, want) - 1
             # closing(): release the file at once when the limit stops the scan early.
             with closing(_frames(seg.path, offsets[j], seg.size, seqs[j])) as frames:
                 for seq, _, payload in frames:
-                    if seq >= want:
-                        out.append(payload)
-                        want = seq + 1
-                        if len(out) == limit:
-                            break
-            if len(out) < limit and want <= last:
+                    if seq < want:
+                        continue
+                    if seq > want:
+                        hole_to = seq - 1
+                        break
+                    out.append(payload)
+                    want = seq + 1
+                    if len(out) == limit:
+                        break
+            if hole_to is None and len(out) < limit and want <= last:
                 i += 1
-                if i < len(ep.segments) and ep.segments[i].first_seq != want:
-                    break  # a damaged segment leaves a hole before the next one
-        if not out:
-            raise NotHeld(
-                f"seq {from_seq} of epoch {epoch} is damaged on disk and cannot be replayed "
-                f"(held: {first}..{last})",
-                epoch=epoch,
-                seq=from_seq,
-            )
-        return out, last, want <= last
+                # a damaged tail of a segment leaves a hole before the next one
+                nxt = ep.segments[i].first_seq if i < len(ep.segments) else last + 1
+                if nxt != want:
+                    hole_to = nxt - 1
+        if out:
+            return out, last, want <= last
+        raise NotHeld(
+            f"seqs {want}..{hole_to if hole_to is not None else last} of epoch {epoch} are "
+            f"damaged on disk and cannot be replayed (held: {first}..{last})",
+            epoch=epoch,
+            seq=from_seq,
+            reason="damaged",
+            lost_to=hole_to if hole_to is not None else last,
+            first_seq=first,
+            last_seq=last,
+        )
 
     def epochs(self) -> list[EpochInfo]:
         """Every held epoch with its seq range, oldest first (the current one last)."""
@@ -385,48 +421,109 @@ def _write_all(fd: int | None, chunk: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+class _Window:
+    """Bytes [start, end) of an open segment, read forward in chunks."""
+
+    def __init__(self, f: BinaryIO, start: int, end: int) -> None:
+        self.f, self.end = f, end
+        self.base, self.buf = start, b""  # buf holds bytes from file offset `base`
+        f.seek(start)
+
+    def get(self, offset: int, size: int) -> bytes | None:
+        """Bytes [offset, offset + size), or None past `end`; offsets only move forward."""
+        if offset + size > self.end:
+            return None
+        assert offset >= self.base, "a window reads forward only"
+        if offset - self.base > _READ_CHUNK:  # drop what is behind us
+            self.buf, self.base = self.buf[offset - self.base :], offset
+        missing = offset + size - (self.base + len(self.buf))
+        if missing > 0:
+            more = self.f.read(max(missing, min(_READ_CHUNK, self.end - self.base - len(self.buf))))
+            self.buf += more
+            if len(more) < missing:
+                return None
+        return self.buf[offset - self.base : offset - self.base + size]
+
+
+def _frame_at(w: _Window, offset: int, min_seq: int, max_seq: int) -> tuple[int, bytes] | None:
+    """(seq, payload) of a whole frame at `offset` whose checksum verifies, seq in range."""
+    head = w.get(offset, HEADER_SIZE)
+    if head is None:
+        return None
+    length, crc, seq = _HEADER.unpack(head)
+    if length > MAX_PAYLOAD or not min_seq <= seq <= max_seq:
+        return None
+    payload = w.get(offset + HEADER_SIZE, length)
+    if payload is None or zlib.crc32(payload, zlib.crc32(_SEQ.pack(seq))) != crc:
+        return None
+    return seq, payload
+
+
 def _frames(
     path: Path, start: int, end: int, first_seq: int
 ) -> Generator[tuple[int, int, bytes], None, None]:
     """(seq, offset, payload) of one segment's frames from byte `start` (whose frame has seq
-    `first_seq`) up to `end`; stops at a torn, damaged or out-of-sequence frame."""
+    `first_seq`) up to `end`. A damaged frame is skipped: the scan goes on byte by byte to
+    the next frame whose checksum verifies and whose seq follows (the caller sees the jump
+    in seq); a torn tail ends the segment."""
     expect, offset = first_seq, start
     with open(path, "rb") as f:
         if start == len(MAGIC) and f.read(len(MAGIC)) != MAGIC:
             if end > 0:
                 log.warning("journal: %s has no journal header; ignored", path)
             return
-        f.seek(start)
-        buf, pos = b"", 0
-        while offset < end:
-            have = len(buf) - pos
-            if have < HEADER_SIZE:
-                buf, pos = buf[pos:] + f.read(min(_READ_CHUNK, end - offset - have)), 0
-                if len(buf) < HEADER_SIZE:
+        w = _Window(f, start, end)
+        while offset + HEADER_SIZE <= end:
+            frame = _frame_at(w, offset, expect, expect)
+            if frame is None:
+                found = _resync(w, offset, expect)
+                if found is None:
                     break
-            length, crc, seq = _HEADER.unpack_from(buf, pos)
-            total = HEADER_SIZE + length
-            if length > MAX_PAYLOAD or seq != expect or offset + total > end:
-                break
-            have = len(buf) - pos
-            if have < total:
-                buf, pos = (
-                    buf[pos:] + f.read(max(total - have, min(_READ_CHUNK, end - offset - have))),
-                    0,
+                log.warning(
+                    "journal: skipped %d damaged bytes at offset %d of %s (seqs %d..%d lost)",
+                    found[0] - offset,
+                    offset,
+                    path,
+                    expect,
+                    found[1] - 1,
                 )
-                if len(buf) < total:
-                    break
-            payload = buf[pos + HEADER_SIZE : pos + total]
-            if zlib.crc32(payload, zlib.crc32(_SEQ.pack(seq))) != crc:
-                break
+                offset = found[0]
+                frame = _frame_at(w, offset, found[1], found[1])
+                assert frame is not None
+            seq, payload = frame
             yield seq, offset, payload
-            pos += total
-            offset += total
-            expect += 1
+            offset += HEADER_SIZE + len(payload)
+            expect = seq + 1
     if offset < end:
         log.warning(
             "journal: ignored %d torn or damaged bytes at the end of %s", end - offset, path
         )
+
+
+def _resync(w: _Window, damaged: int, expect: int) -> tuple[int, int] | None:
+    """(offset, seq) of the next valid frame after the damaged one at `damaged`: the
+    checksum verifies and the seq is plausible (each lost frame took at least a header).
+
+    A regex (C speed) finds the offsets that can hold a header at all: a length below
+    MAX_PAYLOAD's top byte, a seq whose high half is `expect`'s and whose low half is not
+    zero; only those are checked in Python. A zero-filled stretch has none."""
+    top = re.escape(bytes([MAX_PAYLOAD >> 24]))
+    high = re.escape(_SEQ.pack(expect)[4:])
+    candidates = re.compile(rb"(?=...[\x00-" + top + rb"].{4}(?!\x00{4}).{4}" + high + rb")", re.S)
+    offset = damaged + 1
+    while offset + HEADER_SIZE <= w.end:
+        size = min(_READ_CHUNK, w.end - offset)
+        chunk = w.get(offset, size)
+        if chunk is None:
+            return None
+        for m in candidates.finditer(chunk):
+            at = offset + m.start()
+            most = expect + (at - damaged) // HEADER_SIZE + 1
+            frame = _frame_at(w, at, expect, most)
+            if frame is not None:
+                return at, frame[0]
+        offset += size - HEADER_SIZE + 1  # a header may straddle the chunks
+    return None
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -26,7 +26,13 @@ from qmtbus.recorder.query import QueryServer
 from qmtbus.recorder.snapshot import Snapshotter, private_dir
 from qmtbus.recorder.state import Committed
 from qmtbus.recorder.ticks import TickRecorder
-from qmtbus.recorder.writer import Database, DatabaseError, DatabaseLocked, Writer
+from qmtbus.recorder.writer import (
+    FAILPOINTS,
+    Database,
+    DatabaseError,
+    DatabaseLocked,
+    Writer,
+)
 from qmtbus.security import check_binds, start_authenticator
 
 log = logging.getLogger("recorder")
@@ -38,7 +44,16 @@ STOP_FLUSH_SECONDS = 10.0  # SIGTERM: how long the writer may take to commit wha
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="qmtbus-recorder", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="the qmtbus TOML file (default: $QMTBUS_CONFIG)")
+    parser.add_argument(
+        "--list-failpoints",
+        action="store_true",
+        help="print the crash points QMTBUS_FAILPOINT may name, and exit",
+    )
     args = parser.parse_args(argv)
+    if args.list_failpoints:
+        for name, where in FAILPOINTS.items():
+            print(f"{name}\t{where}")
+        return 0
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.INFO,
@@ -80,7 +95,7 @@ def _run(config: Config, db: Database, stop: threading.Event) -> int:
     newest = max(((e, s) for e, (s, _) in progress.items()), default=("", 0))
     committed.load(newest[0], newest[1], db.count("events"), db.count("bad_events"))
     writer = Writer(db, committed, rc.write_retry_seconds)
-    writer.load(progress)
+    writer.load(progress, db.complete())
     ctx: zmq.Context[Any] = zmq.Context.instance()
     auth = start_authenticator(ctx, config)
     # subscribe before anything is replayed, so no event falls between replay and live
@@ -101,7 +116,13 @@ def _run(config: Config, db: Database, stop: threading.Event) -> int:
     ticks = TickRecorder(config, db) if rc.tick_symbols else None
     writer.start()
     query.start()
-    snapshots = Snapshotter(rc.snapshot_path, rc.snapshot_interval, db, committed)
+    snapshots = Snapshotter(
+        rc.snapshot_path,
+        rc.snapshot_interval,
+        db,
+        committed,
+        min_free_bytes=int(rc.snapshot_min_free_mb * 1024 * 1024),
+    )
     snapshots.start()
     if ticks is not None:
         ticks.start()

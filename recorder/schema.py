@@ -149,14 +149,22 @@ PROGRESS_UPDATE = (
 PROGRESS_INSERT = (
     "INSERT INTO progress (last_seq, events, committed_at, epoch) VALUES (?, ?, now(), ?)"
 )
+# An old epoch fetched to its end, or whose loss is written in `gaps`: never asked for again.
+PROGRESS_COMPLETE = "UPDATE progress SET complete = true WHERE epoch = ?"
+PROGRESS_COMPLETE_EMPTY = (
+    "INSERT INTO progress (last_seq, events, committed_at, epoch, complete) "
+    "VALUES (0, 0, now(), ?, true)"
+)
 
 OTHER_DDL = [
-    # the last committed seq of each epoch, written in the same transaction as the rows
+    # the last committed seq of each epoch, written in the same transaction as the rows;
+    # `complete`: an old epoch recorded to its end (or its loss written in `gaps`)
     """CREATE TABLE IF NOT EXISTS progress (
   epoch VARCHAR PRIMARY KEY,
   last_seq BIGINT NOT NULL,
   events BIGINT NOT NULL,
-  committed_at TIMESTAMPTZ NOT NULL
+  committed_at TIMESTAMPTZ NOT NULL,
+  complete BOOLEAN DEFAULT false
 )""",
     # what arrived but could not be stored as an event, with why; nothing is dropped
     """CREATE TABLE IF NOT EXISTS bad_events (
@@ -168,7 +176,8 @@ OTHER_DDL = [
   topic BLOB,
   payload BLOB NOT NULL          -- the raw bytes as received
 )""",
-    # seqs the gateway could no longer replay (journal trimmed): known, named losses
+    # seqs the gateway could no longer replay: known, named losses; `reason` starts with
+    # trimmed, damaged or not_held (the journal's words), then says more
     """CREATE TABLE IF NOT EXISTS gaps (
   detected_at TIMESTAMPTZ NOT NULL,
   epoch VARCHAR NOT NULL,
@@ -252,6 +261,7 @@ def create(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(EVENTS_DDL)
         for ddl in OTHER_DDL:
             con.execute(ddl)
+        _add_complete(con)
         for table in TYPED.values():
             con.execute(table.ddl)
             _add_new_columns(con, table)
@@ -264,6 +274,20 @@ def create(con: duckdb.DuckDBPyConnection) -> None:
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def _add_complete(con: duckdb.DuckDBPyConnection) -> None:
+    """A file from before `progress.complete`: its older epochs were fetched to their end
+    when the gateway restarted (that recorder did so), so they count as complete."""
+    have = con.execute(
+        "SELECT count(*) FROM information_schema.columns "
+        "WHERE table_name = 'progress' AND column_name = 'complete'"
+    ).fetchall()[0][0]
+    if not have:
+        con.execute("ALTER TABLE progress ADD COLUMN complete BOOLEAN DEFAULT false")
+        con.execute(
+            "UPDATE progress SET complete = true WHERE epoch < (SELECT max(epoch) FROM progress)"
+        )
 
 
 def _add_new_columns(con: duckdb.DuckDBPyConnection, table: TypedTable) -> None:

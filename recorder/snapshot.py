@@ -9,6 +9,11 @@ each epoch's progress), closed, copied to a temporary file and renamed over
 the snapshot, so a reader sees either the old or the new copy, whole. Each
 refresh is one read transaction of the recorder's database: it never blocks
 the writer, and its cost grows with what is new, not with the whole history.
+
+The snapshot never takes the disk's last free space: before each refresh the
+free space is checked (shutil.disk_usage), and a refresh that would leave less
+than `min_free_bytes` is skipped (the staging file is dropped too, giving its
+space back) and logged once as "disk full"; the gateway's journal needs that room.
 """
 
 from __future__ import annotations
@@ -18,11 +23,14 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
 import duckdb
 
 from qmtbus.recorder import schema
+from qmtbus.recorder.disk import disk_full, free_bytes
 from qmtbus.recorder.state import Committed
 from qmtbus.recorder.writer import Database
 
@@ -34,6 +42,7 @@ REPLACED = ("progress", "bad_events", "gaps", "order_status_names")
 # A copy must not take more than about a tenth of the time: on a big file the
 # interval stretches rather than the snapshot eating the writer's CPU.
 MAX_SHARE = 0.1
+MB = 1024 * 1024
 
 
 def private_dir(snapshot_path: str | os.PathLike[str]) -> Path:
@@ -46,13 +55,24 @@ def private_dir(snapshot_path: str | os.PathLike[str]) -> Path:
 class Snapshotter:
     """Refreshes the snapshot file on its own thread while anything new was committed."""
 
-    def __init__(self, path: str, interval: float, db: Database, committed: Committed) -> None:
+    def __init__(
+        self,
+        path: str,
+        interval: float,
+        db: Database,
+        committed: Committed,
+        min_free_bytes: int = 0,
+        free_space: Callable[[Path], int] = free_bytes,
+    ) -> None:
         self.path = Path(path)
         self.interval = interval
         self.db = db
         self.committed = committed
+        self.min_free_bytes = min_free_bytes
+        self.free_space = free_space
         self.staging = private_dir(self.path) / "staging.duckdb"
         self.taken = 0  # snapshots written, for tests and the log
+        self.skipped = 0  # refreshes skipped to leave the disk's last space to the gateway
         self._staged = False  # the staging file matches the schema and holds a known position
         self._last: tuple[str, int, int, int] | None = None
         self._failing = False
@@ -80,11 +100,27 @@ class Snapshotter:
         position = (s.epoch, s.last_seq, s.events, s.bad_events)
         if position == self._last and self.path.exists():
             return False
+        short = self._short_of_space()
+        if short is not None:
+            self.skipped += 1
+            self._drop_staging()
+            if not self._failing:
+                log.error("%s", short)
+            self._failing = True
+            return False
         try:
             self._copy()
         except (duckdb.Error, OSError) as err:
             if not self._failing:
-                log.error("cannot write the snapshot %s: %s; retrying", self.path, err)
+                if disk_full(err):
+                    log.error(
+                        "disk full: the snapshot %s could not be written; retried every %g s "
+                        "while the recorder goes on recording",
+                        self.path,
+                        self.interval,
+                    )
+                else:
+                    log.error("cannot write the snapshot %s: %s; retrying", self.path, err)
             self._failing = True
             return False
         if self._failing:
@@ -93,6 +129,33 @@ class Snapshotter:
         self._last = position
         self.taken += 1
         return True
+
+    def _short_of_space(self) -> str | None:
+        """One sentence when a refresh now would leave less than min_free_bytes free."""
+        staged = _size(self.staging) if self._staged else 0
+        database = _size(Path(self.db.path)) + _size(Path(self.db.path + ".wal"))
+        whole = max(database, staged)
+        # the staging file grows to about the database's size, then is copied once more
+        need = 2 * whole - staged
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            free = self.free_space(self.path.parent)
+        except OSError:
+            return None  # cannot tell: the copy itself reports a full disk
+        if free - need >= self.min_free_bytes:
+            return None
+        return (
+            f"disk full: snapshot {self.path} skipped ({free / MB:.0f} MB free, it needs about "
+            f"{need / MB:.0f} MB and {self.min_free_bytes / MB:.0f} MB stay free for the "
+            f"gateway); retried every {self.interval:g} s while recording goes on"
+        )
+
+    def _drop_staging(self) -> None:
+        """Give the staging file's space back; the next refresh starts from a full copy."""
+        self._staged = False
+        for old in (self.staging, self.staging.with_name(self.staging.name + ".wal")):
+            with suppress(OSError):
+                old.unlink(missing_ok=True)
 
     def _copy(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,3 +215,10 @@ class Snapshotter:
         except BaseException:
             cur.execute("ROLLBACK")
             raise
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from qmtbus import files, protocol
+from qmtbus.recorder.disk import disk_full
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,10 @@ class Committed:
         except OSError as err:
             # the status file is a convenience: a full disk must not stop the recorder
             if not self._file_failing:
-                log.warning("cannot write status file %s: %s", self._path, err)
+                if disk_full(err):
+                    log.warning("disk full: the status file %s is not updated", self._path)
+                else:
+                    log.warning("cannot write status file %s: %s", self._path, err)
             self._file_failing = True
             return
         self._file_failing = False

@@ -22,6 +22,7 @@ import msgspec
 
 from qmtbus import Gateway, protocol
 from qmtbus.config import Config
+from qmtbus.recorder.disk import disk_full
 from qmtbus.recorder.schema import LINES, duck_type, q
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ class TickRecorder(threading.Thread):
         self.db = db
         self.stopping = threading.Event()
         self.written = 0
+        self._disk_full = False  # said once per spell, not once per batch
         self._insert = insert()
         with db.cursor() as cur:
             create(cur)
@@ -151,6 +153,11 @@ class TickRecorder(threading.Thread):
             with self.db.cursor() as cur:
                 cur.execute(self._insert, [b"\n".join(lines).decode()])
         except duckdb.Error as err:  # ticks are not replayed: lose this batch, say so
-            log.warning("lost %d ticks: %s", len(lines), err)
+            if not disk_full(err):
+                log.warning("lost %d ticks: %s", len(lines), err)
+            elif not self._disk_full:
+                log.warning("disk full: ticks are dropped (not replayed) until space is freed")
+            self._disk_full = disk_full(err)
             return
+        self._disk_full = False
         self.written += len(lines)

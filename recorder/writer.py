@@ -24,7 +24,9 @@ from typing import Any
 import duckdb
 import msgspec
 
+from qmtbus.failpoints import failpoint
 from qmtbus.recorder import schema
+from qmtbus.recorder.disk import disk_full
 from qmtbus.recorder.state import Committed
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,12 @@ MAX_TRANSACTION_ROWS = 20_000
 STOP_RETRY_SECONDS = 5.0
 
 _json = msgspec.json.Encoder()
+
+# Where a test may crash the recorder on purpose (QMTBUS_FAILPOINT=name; qmtbus.failpoints).
+FAILPOINTS = {
+    "recorder.before_commit": "a batch is in the open DuckDB transaction, not yet committed",
+    "recorder.batch_committed": "a batch is committed in DuckDB; nothing else knows it yet",
+}
 
 
 class DatabaseLocked(Exception):
@@ -59,10 +67,12 @@ class Batch:
     gaps: list[tuple[Any, ...]] = field(default_factory=list)  # gaps rows
     # epoch -> the seq the ingest has dealt with (stored, or given up as a gap)
     reached: dict[str, int] = field(default_factory=dict)
+    # old epochs the ingest has finished: recorded to their end, or their loss named
+    finished: set[str] = field(default_factory=set)
     created: float = field(default_factory=time.monotonic)
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.bad) + len(self.gaps)
+        return len(self.events) + len(self.bad) + len(self.gaps) + len(self.finished)
 
     def add(self, event: Any, epoch: str, seq: int) -> None:
         self.events.append(event)
@@ -78,6 +88,7 @@ class Batch:
         self.headers += other.headers
         self.bad += other.bad
         self.gaps += other.gaps
+        self.finished |= other.finished
         for epoch, seq in other.reached.items():
             self.reach(epoch, seq)
 
@@ -167,6 +178,11 @@ class Database:
         rows = self.con.execute("SELECT epoch, last_seq, events FROM progress").fetchall()
         return {str(e): (int(s), int(n)) for e, s, n in rows}
 
+    def complete(self) -> set[str]:
+        """The old epochs recorded to their end (or whose loss is in `gaps`)."""
+        rows = self.con.execute("SELECT epoch FROM progress WHERE complete").fetchall()
+        return {str(e) for (e,) in rows}
+
     def count(self, table: str) -> int:
         return int(self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
 
@@ -211,15 +227,17 @@ class Writer(threading.Thread):
         # in memory, what DuckDB holds: guards against ever writing an (epoch, seq) twice
         self.positions: dict[str, int] = {}
         self.epoch_events: Counter[str] = Counter()
+        self.complete: set[str] = set()  # old epochs marked complete in DuckDB
         self.failing = False
         self.fatal: BaseException | None = None
         self.transactions = 0
         self.write_seconds = 0.0
 
-    def load(self, progress: dict[str, tuple[int, int]]) -> None:
+    def load(self, progress: dict[str, tuple[int, int]], complete: set[str] | None = None) -> None:
         for epoch, (last_seq, events) in progress.items():
             self.positions[epoch] = last_seq
             self.epoch_events[epoch] = events
+        self.complete |= complete or set()
 
     @property
     def idle(self) -> bool:
@@ -294,13 +312,7 @@ class Writer(threading.Thread):
                 if failed_at is None:
                     failed_at = time.monotonic()
                     if not self.failing:
-                        log.error(
-                            "cannot write to %s: %s; keeping %d rows in memory, retry every %g s",
-                            self.db.path,
-                            str(err).splitlines()[0],
-                            len(batch),
-                            self.retry_seconds,
-                        )
+                        self._log_failure(err, len(batch))
                 self.failing = True
                 if "invalidated" in str(err):
                     self._reopen()
@@ -312,6 +324,24 @@ class Writer(threading.Thread):
                 log.warning("writing to %s works again; nothing was lost", self.db.path)
                 self.failing = False
             return True
+
+    def _log_failure(self, err: duckdb.Error, rows: int) -> None:
+        if disk_full(err):
+            log.error(
+                "disk full: cannot write to %s; keeping %d rows in memory and retrying every "
+                "%g s until space is freed",
+                self.db.path,
+                rows,
+                self.retry_seconds,
+            )
+            return
+        log.error(
+            "cannot write to %s: %s; keeping %d rows in memory, retry every %g s",
+            self.db.path,
+            str(err).splitlines()[0],
+            rows,
+            self.retry_seconds,
+        )
 
     def _rollback(self) -> None:
         # a failed COMMIT has already ended the transaction
@@ -347,10 +377,22 @@ class Writer(threading.Thread):
                 # UPDATE, not INSERT OR REPLACE: measured 2 ms less per transaction
                 sql = schema.PROGRESS_UPDATE if epoch in self.positions else schema.PROGRESS_INSERT
                 con.execute(sql, [seq, count, epoch])
+            finished = batch.finished - self.complete
+            for epoch in sorted(finished):
+                has_row = epoch in self.positions or epoch in last
+                con.execute(
+                    schema.PROGRESS_COMPLETE if has_row else schema.PROGRESS_COMPLETE_EMPTY, [epoch]
+                )
+            failpoint("recorder.before_commit")
             con.execute("COMMIT")
         except BaseException:
             self._rollback()
             raise
+        # committed: a crash from here on must cost nothing (the rows are in DuckDB)
+        failpoint("recorder.batch_committed")
+        self.complete |= finished
+        for epoch in finished:
+            self.positions.setdefault(epoch, 0)
         self.positions.update(last)
         self.epoch_events.update(per_epoch)
         self.transactions += 1
@@ -394,7 +436,7 @@ class Writer(threading.Thread):
                 bad = Batch(bad=[bad_row("ingest", reason, b"", payload, epoch, seq)])
                 bad.reach(epoch, seq)
                 self.write(bad)
-        rest = Batch(bad=batch.bad, gaps=batch.gaps, reached=batch.reached)
+        rest = Batch(bad=batch.bad, gaps=batch.gaps, reached=batch.reached, finished=batch.finished)
         self.write(rest)
 
 

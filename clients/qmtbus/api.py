@@ -184,6 +184,10 @@ class GatewayApi:
         command = protocol.Replay(epoch=epoch, from_seq=from_seq, limit=limit)
         return await self._call(command, protocol.ReplayReply)
 
+    async def epochs(self) -> protocol.EpochsReply:
+        """Every epoch the gateway's journal holds, oldest first, with its seq range. Retried."""
+        return await self._call(protocol.ListEpochs(), protocol.EpochsReply)
+
     async def halt(self, reason: str = "") -> protocol.Status:
         """Refuse every new order (cancels still pass). Retried: setting a state is idempotent."""
         return await self._call(protocol.Halt(reason=reason), protocol.Status)

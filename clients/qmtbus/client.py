@@ -16,7 +16,6 @@ import itertools
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import zmq
@@ -354,6 +353,10 @@ class Gateway:
     @_blocking(GatewayApi.replay)
     def replay(self, epoch: str, from_seq: int, limit: int = 1000) -> protocol.ReplayReply:
         return run_blocking(self._api.replay(epoch, from_seq, limit))
+
+    @_blocking(GatewayApi.epochs)
+    def epochs(self) -> protocol.EpochsReply:
+        return run_blocking(self._api.epochs())
 
     @_blocking(GatewayApi.halt)
     def halt(self, reason: str = "") -> protocol.Status:

@@ -186,6 +186,8 @@ class RecorderConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
     status_file: str = "data/recorder-status.json"
     # codes whose ticks go into the `ticks` table (docs/quotes.md); empty: no ticks
     tick_symbols: list[Annotated[str, Meta(pattern=r"^[0-9]{6}\.(SH|SZ|BJ)$")]] = []
+    # a snapshot is skipped unless this much disk stays free after it (the gateway's journal)
+    snapshot_min_free_mb: NonNegFloat = 256.0
 
 
 # A job's name becomes the note topic "job.<name>": short, printable, no spaces.

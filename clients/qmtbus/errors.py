@@ -11,14 +11,18 @@ class GatewayError(Exception):
     `code` is the protocol's UPPER_SNAKE code (BAD_REQUEST, NOT_CONNECTED,
     RISK_DENIED, BROKER_ERROR, NOT_FOUND, ...; codes not known to this version
     are kept as they are), `message` the gateway's human text and `rule` the
-    risk rule that denied an order (empty otherwise).
+    risk rule that denied an order (empty otherwise). `lost` says which seqs a
+    NOT_FOUND `replay` cannot serve, and why (None otherwise).
     """
 
-    def __init__(self, code: str, message: str, rule: str = "") -> None:
+    def __init__(
+        self, code: str, message: str, rule: str = "", lost: protocol.Lost | None = None
+    ) -> None:
         super().__init__(f"{code}: {message}" + (f" (rule {rule})" if rule else ""))
         self.code = code
         self.message = message
         self.rule = rule
+        self.lost = lost
 
 
 class RiskDenied(GatewayError):
@@ -41,7 +45,7 @@ _BY_CODE: dict[str, type[GatewayError]] = {
 
 def from_reply(reply: protocol.ErrorReply) -> GatewayError:
     """The exception for an `error` reply: a subclass for the codes callers handle apart."""
-    return _BY_CODE.get(reply.code, GatewayError)(reply.code, reply.message, reply.rule)
+    return _BY_CODE.get(reply.code, GatewayError)(reply.code, reply.message, reply.rule, reply.lost)
 
 
 class GatewayUnreachable(TimeoutError):

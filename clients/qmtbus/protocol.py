@@ -431,6 +431,10 @@ class Replay(_Msg, tag="replay", frozen=True, kw_only=True):
     limit: Annotated[int, Meta(ge=1, le=10_000)] = 1000
 
 
+class ListEpochs(_Msg, tag="epochs", frozen=True, kw_only=True):
+    """Which epochs the gateway's journal holds, with the seq range of each."""
+
+
 class Halt(_Msg, tag="halt", frozen=True, kw_only=True):
     reason: Reason = ""
 
@@ -516,6 +520,7 @@ Command = (
     | SubscribeQuotes
     | UnsubscribeQuotes
     | QueryQuote
+    | ListEpochs
 )
 COMMAND_TYPES: tuple[type[Any], ...] = Command.__args__
 
@@ -593,6 +598,35 @@ class ReplayReply(_Msg, tag="replay", frozen=True, kw_only=True):
     more: bool = False
 
 
+class HeldEpoch(Struct, frozen=True, kw_only=True):
+    """One epoch the journal holds: seqs `first_seq`..`last_seq` (none when first > last)."""
+
+    epoch: str
+    first_seq: int
+    last_seq: int
+
+
+class EpochsReply(_Msg, tag="epochs", frozen=True, kw_only=True):
+    """Every epoch the journal holds, oldest first; `current` is the running one (last)."""
+
+    epochs: list[HeldEpoch] = []
+    current: str = ""
+
+
+class Lost(Struct, frozen=True, kw_only=True):
+    """Events the journal cannot replay: seqs `from_seq`..`to_seq` of `epoch` (`to_seq` None:
+    to the epoch's end, length unknown). `reason`: trimmed (deleted by age or size),
+    damaged (a frame on disk failed its checksum) or not_held (the epoch is unknown).
+    `first_seq`..`last_seq` is what the journal still holds of that epoch (0, 0: nothing)."""
+
+    epoch: str
+    from_seq: int
+    to_seq: int | None = None
+    reason: Literal["trimmed", "damaged", "not_held"] = "not_held"
+    first_seq: int = 0
+    last_seq: int = 0
+
+
 class NoteAck(_Msg, tag="note_ack", frozen=True, kw_only=True):
     seq: int
 
@@ -621,6 +655,7 @@ class ErrorReply(_Msg, tag="error", frozen=True, kw_only=True):
     code: str
     message: str
     rule: str = ""
+    lost: Lost | None = None
 
 
 Reply = (
@@ -637,6 +672,7 @@ Reply = (
     | SimAck
     | QuotesAck
     | QuotesReply
+    | EpochsReply
     | ErrorReply
 )
 REPLY_TYPES: tuple[type[Any], ...] = Reply.__args__
@@ -704,6 +740,7 @@ REPLY_OF: dict[type[Any], type[Any]] = {
     SubscribeQuotes: QuotesAck,
     UnsubscribeQuotes: QuotesAck,
     QueryQuote: QuotesReply,
+    ListEpochs: EpochsReply,
     SqlQuery: SqlResult,
     RecorderStatusQuery: RecorderStatus,
 }

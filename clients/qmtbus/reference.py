@@ -29,7 +29,7 @@ REGENERATE = "python -m qmtbus.reference"
 REPLY_OF = p.REPLY_OF
 RECORDER_COMMAND_TYPES: tuple[type[Any], ...] = p.RecorderCommand.__args__
 RECORDER_REPLY_TYPES: tuple[type[Any], ...] = p.RecorderReply.__args__
-RECORDS: tuple[type[Any], ...] = (p.Asset, p.Order, p.Trade, p.Position)
+RECORDS: tuple[type[Any], ...] = (p.Asset, p.Order, p.Trade, p.Position, p.HeldEpoch, p.Lost)
 UNIONS: dict[str, Any] = {
     "Command": p.Command,
     "Reply": p.Reply,
@@ -61,7 +61,8 @@ SUMMARY: dict[str, str] = {
     "NoteAck": "The `note` was published; `seq` is its event's seq.",
     "SimAck": "The simulator applied the fault or price.",
     "ErrorReply": "The command failed; `code` says why (see Error codes), `message` says it "
-    "in words, `rule` names the risk rule for RISK_DENIED.",
+    "in words, `rule` names the risk rule for RISK_DENIED, `lost` (on NOT_FOUND for "
+    "`replay`) names the seqs gone and why.",
     "AccountStatusEvent": "xtquant on_account_status.",
     "AssetEvent": "xtquant on_stock_asset, and every asset the gateway queries.",
     "OrderEvent": "xtquant on_stock_order, and orders found by reconciliation; carries "
@@ -149,6 +150,18 @@ FIELD_NOTES: dict[str, str] = {
     "ReplayReply.events": "the events from `from_seq` on, in order",
     "ReplayReply.last_seq": "the last seq the journal holds for the epoch",
     "ReplayReply.more": "true when the epoch holds events after the last one returned",
+    "EpochsReply.epochs": "every epoch the journal holds, oldest first",
+    "EpochsReply.current": "the running gateway's epoch (the last one listed)",
+    "HeldEpoch.epoch": "the epoch's name (sorts in start order)",
+    "HeldEpoch.first_seq": "first seq held (later than 1 when the start was trimmed)",
+    "HeldEpoch.last_seq": "last seq held",
+    "ErrorReply.lost": "on NOT_FOUND for `replay`: which seqs are gone and why",
+    "Lost.epoch": "the epoch asked for",
+    "Lost.from_seq": "first seq lost (the `from_seq` asked for)",
+    "Lost.to_seq": "last seq lost; replay on from `to_seq + 1`. null: the rest of the epoch",
+    "Lost.reason": "trimmed, damaged or not_held",
+    "Lost.first_seq": "first seq the journal still holds of the epoch (0: none)",
+    "Lost.last_seq": "last seq the journal holds of the epoch (0: none)",
     "PublishNote.topic": "short printable ASCII label, e.g. job.morning",
     "PublishNote.data": "a small map, published as is",
     "NoteEvent.topic": "the note's label",
@@ -194,7 +207,7 @@ ERROR_NOTES: dict[str, str] = {
     "NOT_CONNECTED": "the gateway is not `ready` (outside the window, connecting, reconciling)",
     "RISK_DENIED": "the risk gate refused the order before the broker; `rule` names the rule",
     "BROKER_ERROR": "the broker call failed",
-    "NOT_FOUND": "no such order, or the replayed epoch/seq is no longer held",
+    "NOT_FOUND": "no such order, or the replayed epoch/seq is no longer held (see `lost`)",
     "TOO_LARGE": "the request is larger than the gateway accepts",
     "BUSY": "too many requests in flight from this client; retry later",
     "INTERNAL": "an unexpected fault while serving the request; the gateway keeps running",
@@ -347,6 +360,8 @@ def type_text(t: Any) -> str:
         return "number"
     if isinstance(t, mi.AnyType):
         return "any"
+    if isinstance(t, mi.NoneType):
+        return "null"
     if isinstance(t, mi.LiteralType):
         return " | ".join(json.dumps(v, ensure_ascii=False) for v in t.values)
     if isinstance(t, mi.ListType):
@@ -661,7 +676,10 @@ def build_reference() -> str:
         "epoch without holes. A hole, or a `heartbeat` whose `last_seq` is ahead of the "
         "last seq you saw, means you missed events: ask for them with `replay`.",
         "- `replay` returns at most `limit` events; while `more` is true, ask again from "
-        "the last seq returned + 1. `NOT_FOUND` means that epoch or seq is no longer held.",
+        "the last seq returned + 1. `NOT_FOUND` means that epoch or seq is no longer held: "
+        "its `lost` field names the seqs gone (`from_seq`..`to_seq`) and why (`trimmed`, "
+        "`damaged`, `not_held`); write the loss down and replay on from `to_seq + 1`. "
+        "`epochs` lists every epoch the journal holds, to fetch the ones you missed.",
         "- Orders are idempotent by `client_order_id`: after a timeout, resend the same "
         "`order` with the same id; the reply has `duplicate: true` and nothing is placed "
         "twice, also across a gateway restart on the same trading day.",

@@ -37,6 +37,7 @@ RETRY_SAFE: frozenset[type[Any]] = frozenset(
         protocol.QueryTrades,
         protocol.QueryPositions,
         protocol.Replay,
+        protocol.ListEpochs,
         protocol.Halt,
         protocol.ReduceOnly,
         protocol.Resume,

@@ -15,7 +15,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -28,6 +27,9 @@ from qmtbus.client import CurveKeys, Gateway, client_curve, resolve_config
 from qmtbus.config import Config
 from qmtbus.errors import GatewayError, GatewaySilent
 from qmtbus.keys import secure_client
+from qmtbus.sequencer import Gap, Position, Sequencer, unsequenced
+
+__all__ = ["AsyncEventStream", "EventStream", "Gap", "QuoteStream", "Sequencer"]
 
 log = logging.getLogger("qmtbus.stream")
 
@@ -36,7 +38,6 @@ QUOTE_TYPE_NAMES = frozenset({"tick"})
 EVENT_TYPE_NAMES = (
     frozenset(str(cls.__struct_config__.tag) for cls in protocol.EVENT_TYPES) - QUOTE_TYPE_NAMES
 )
-Position = tuple[str, int]  # (epoch, seq of the last event seen)
 
 
 def normalize_types(types: Iterable[str | bytes]) -> frozenset[str]:
@@ -53,74 +54,6 @@ def normalize_types(types: Iterable[str | bytes]) -> frozenset[str]:
             raise ValueError(f"unknown event type {name!r}; known types: {known}")
         names.add(name)
     return frozenset(names)
-
-
-@dataclass(frozen=True)
-class Gap:
-    """Events `from_seq`..`to_seq` of `epoch` not seen yet; `to_seq` None: to the epoch's end."""
-
-    epoch: str
-    from_seq: int
-    to_seq: int | None
-
-
-def _unsequenced_heartbeat(ev: protocol.Event) -> bool:
-    # A heartbeat that does not take a seq of its own (seq <= last_seq) only
-    # reports the tail; one that does (this gateway's) is sequenced like any event.
-    return isinstance(ev, protocol.HeartbeatEvent) and ev.seq <= ev.last_seq
-
-
-def _before(ev: protocol.Event) -> int:
-    """The newest seq that must exist before `ev` can be taken."""
-    if isinstance(ev, protocol.HeartbeatEvent) and ev.seq <= ev.last_seq:
-        return ev.last_seq
-    return ev.seq - 1
-
-
-class Sequencer:
-    """Sans-IO: the position reached, what must be replayed before an event, what is new."""
-
-    def __init__(self, start_from: Position | None) -> None:
-        self.epoch: str | None = start_from[0] if start_from else None
-        self.seq = start_from[1] if start_from else 0
-        self.old_epochs: set[str] = set()
-        self.new_epochs = 0  # gateway restarts noticed
-
-    def gaps(self, ev: protocol.Event) -> list[Gap]:
-        """What to replay, in order, before `ev` can be taken."""
-        if self.epoch is None or ev.epoch in self.old_epochs:
-            return []
-        top = _before(ev)
-        if ev.epoch == self.epoch:
-            return [Gap(ev.epoch, self.seq + 1, top)] if top > self.seq else []
-        # The gateway restarted: the rest of the old epoch, then the new one from
-        # its start. Epoch "" stands for "not running when the stream began".
-        gaps = [Gap(self.epoch, self.seq + 1, None)] if self.epoch else []
-        if top >= 1:
-            gaps.append(Gap(ev.epoch, 1, top))
-        return gaps
-
-    def accept(self, ev: protocol.Event) -> bool:
-        """Take `ev` if it is the next one (True) or drop a duplicate / stale one (False)."""
-        if ev.epoch in self.old_epochs:
-            return False
-        if ev.epoch != self.epoch:
-            if self.epoch is not None:
-                self.old_epochs.add(self.epoch)
-                self.new_epochs += 1
-            self.epoch = ev.epoch
-            self.seq = _before(ev)
-        if _unsequenced_heartbeat(ev):
-            return True
-        if ev.seq <= self.seq:
-            return False
-        self.seq = ev.seq
-        return True
-
-    def skip_to(self, epoch: str, seq: int) -> None:
-        """Give up on events up to `seq` (the gateway no longer holds them)."""
-        if epoch == self.epoch and seq > self.seq:
-            self.seq = seq
 
 
 def _from_config(
@@ -212,18 +145,49 @@ class _Base:
             return None
 
     def _accept(self, ev: protocol.Event) -> None:
-        before = self._seq.new_epochs
-        if self._seq.accept(ev) and self._wanted(ev):
+        before, previous = self._seq.new_epochs, self._seq.epoch
+        taken = self._seq.accept(ev)
+        # a heartbeat without a seq of its own is delivered, never counted
+        if (taken or (unsequenced(ev) and not self._seq.is_old(ev.epoch))) and self._wanted(ev):
             self._ready.append(ev)
         if self._seq.new_epochs != before:
+            if previous:
+                self._seq.finish(previous)  # its tail was replayed before this event
             log.info("gateway at %s started a new epoch %s", self.events_address, ev.epoch)
             for fn in self._epoch_handlers:
                 fn(ev.epoch)
 
+    def _new_epoch(self, ev: protocol.Event) -> bool:
+        """The gateway restarted since the last event taken (maybe more than once)."""
+        return bool(self._seq.epoch) and ev.epoch > str(self._seq.epoch)
+
+    def _learn(self, listing: protocol.EpochsReply | None) -> None:
+        """Which epochs the gateway held since ours: the ones started while this stream
+        did not hear them are replayed too, in order, before the new event."""
+        if listing is None or not self._seq.epoch:
+            return
+        ours = self._seq.epoch
+        held = [(e.epoch, e.first_seq, e.last_seq) for e in listing.epochs if e.epoch >= ours]
+        for gone in self._seq.held(held, listing.current):
+            self._seq.finish(gone)  # whether its tail held anything cannot be told
+
     def _after_fill(self, gap: Gap) -> None:
-        if gap.to_seq is not None and self._seq.epoch == gap.epoch and self._seq.seq < gap.to_seq:
-            self._lose(Gap(gap.epoch, self._seq.seq + 1, gap.to_seq))
+        have = self._seq.position(gap.epoch)
+        if gap.to_seq is not None and self._seq.epoch == gap.epoch and have < gap.to_seq:
+            self._lose(Gap(gap.epoch, have + 1, gap.to_seq))
             self._seq.skip_to(gap.epoch, gap.to_seq)
+
+    def _skip_lost(self, epoch: str, from_seq: int, err: GatewayError) -> int | None:
+        """A NOT_FOUND that names an end to what is lost (trimmed, damaged): record the
+        loss and return the seq to replay on from; None when the replay cannot go on."""
+        lost = err.lost
+        if err.code != protocol.NOT_FOUND or lost is None or lost.to_seq is None:
+            return None
+        if lost.to_seq < from_seq:
+            return None
+        self._lose(Gap(epoch, from_seq, lost.to_seq))
+        self._seq.skip_to(epoch, lost.to_seq)
+        return lost.to_seq + 1
 
     def _lose(self, gap: Gap) -> None:
         self.lost.append(gap)
@@ -358,12 +322,22 @@ class EventStream(_Base):
 
     def _take(self, ev: protocol.Event) -> None:
         try:
+            if self._new_epoch(ev):
+                self._learn(self._held_epochs())
             for gap in self._seq.gaps(ev):
                 self._fill(gap)
         except BaseException:
             self._held = ev  # retried on the next call: nothing is skipped
             raise
         self._accept(ev)
+
+    def _held_epochs(self) -> protocol.EpochsReply | None:
+        try:
+            return self.gateway.epochs()
+        except GatewayError as err:
+            if err.code == protocol.UNKNOWN_TYPE:
+                return None  # an older gateway: epochs between the two are not known
+            raise
 
     def _fill(self, gap: Gap) -> None:
         log.debug("replaying %s", gap)
@@ -373,8 +347,12 @@ class EventStream(_Base):
             try:
                 reply = self.gateway.replay(gap.epoch, from_seq, limit)
             except GatewayError as err:
-                self._replay_failed(Gap(gap.epoch, from_seq, gap.to_seq), err)
-                return
+                resume = self._skip_lost(gap.epoch, from_seq, err)
+                if resume is None:
+                    self._replay_failed(Gap(gap.epoch, from_seq, gap.to_seq), err)
+                    return
+                from_seq = resume
+                continue
             for ev in reply.events:
                 self._accept(ev)
             if not reply.events or not reply.more:
@@ -526,12 +504,22 @@ class AsyncEventStream(_Base):
 
     async def _take(self, ev: protocol.Event) -> None:
         try:
+            if self._new_epoch(ev):
+                self._learn(await self._held_epochs())
             for gap in self._seq.gaps(ev):
                 await self._fill(gap)
         except BaseException:
             self._held = ev
             raise
         self._accept(ev)
+
+    async def _held_epochs(self) -> protocol.EpochsReply | None:
+        try:
+            return await self.gateway.epochs()
+        except GatewayError as err:
+            if err.code == protocol.UNKNOWN_TYPE:
+                return None  # an older gateway: epochs between the two are not known
+            raise
 
     async def _fill(self, gap: Gap) -> None:
         from_seq = gap.from_seq
@@ -540,8 +528,12 @@ class AsyncEventStream(_Base):
             try:
                 reply = await self.gateway.replay(gap.epoch, from_seq, limit)
             except GatewayError as err:
-                self._replay_failed(Gap(gap.epoch, from_seq, gap.to_seq), err)
-                return
+                resume = self._skip_lost(gap.epoch, from_seq, err)
+                if resume is None:
+                    self._replay_failed(Gap(gap.epoch, from_seq, gap.to_seq), err)
+                    return
+                from_seq = resume
+                continue
             for ev in reply.events:
                 self._accept(ev)
             if not reply.events or not reply.more:

@@ -118,3 +118,41 @@ def test_every_event_type_is_either_typed_events_only_or_not_recorded() -> None:
     assert {"traded_id", "traded_price", "traded_volume", "traded_amount", "commission"} <= set(
         trade_columns
     )
+
+
+def test_given_finished_epochs_then_progress_marks_them_complete_in_the_same_commit(
+    writer: Writer,
+) -> None:
+    old, empty = "20261123T010000Z-old000", "20261123T020000Z-empty0"
+    first = Batch()
+    first.add(protocol.NoteEvent(epoch=old, seq=1, topic="t"), old, 1)
+    first.finished |= {old, empty}  # `empty` held no event: it gets a row of its own
+    writer.write(first)
+    assert rows(writer, "SELECT epoch, last_seq, complete FROM progress ORDER BY epoch") == [
+        (old, 1, True),
+        (empty, 0, True),
+    ]
+    assert writer.db.complete() == {old, empty}
+
+
+def test_given_a_file_from_before_complete_then_its_older_epochs_count_as_complete(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "old.duckdb")
+    con = duckdb.connect(path)
+    con.execute(
+        "CREATE TABLE progress (epoch VARCHAR PRIMARY KEY, last_seq BIGINT NOT NULL, "
+        "events BIGINT NOT NULL, committed_at TIMESTAMPTZ NOT NULL)"
+    )
+    con.execute(
+        "INSERT INTO progress VALUES ('20261120T010000Z-aaaaaa', 5, 5, now()), "
+        "('20261121T010000Z-bbbbbb', 9, 9, now())"
+    )
+    con.close()
+    db = Database(path)
+    try:
+        db.setup()
+        db.setup()  # a second start changes nothing
+        assert db.complete() == {"20261120T010000Z-aaaaaa"}
+    finally:
+        db.close()
