@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from qmtbus import protocol as p
+from qmtbus.failpoints import failpoint
 from qmtbus.gateway.handoff import RunQuery
 from qmtbus.gateway.journal import NotHeld
 
@@ -161,12 +162,16 @@ def _set_trading(server: Server, cmd: p.Halt | p.ReduceOnly | p.Resume) -> Any:
             "it will not survive a gateway restart"
         )
         return p.ErrorReply(code=p.INTERNAL, message=message)
+    failpoint("state_saved")  # a restart announces a saved state its note never reached
     log.warning("trading %s: %s", state, cmd.reason or "(no reason given)")
     server.emit(p.NoteEvent(topic="trading", data={"trading": state, "reason": cmd.reason}))
     return server.status()
 
 
 def _note(server: Server, cmd: p.PublishNote) -> Any:
+    if server.disk_full:
+        message = f"disk full: the gateway cannot write its journal ({server.disk_full}); "
+        return p.ErrorReply(code=p.DISK_FULL, message=message + "note not published")
     size = len(p.msgpack_encoder.encode(cmd.data))
     if size > MAX_NOTE_BYTES:
         message = f"note data is {size} bytes encoded; the limit is {MAX_NOTE_BYTES}"

@@ -99,10 +99,12 @@ class OrderSent:
 
 @dataclass(frozen=True, slots=True)
 class OrderFailed:
-    """The broker call refused the order outright: nothing was sent."""
+    """The order did not go: refused before the broker call (`called` False: provably
+    never sent) or refused by the call itself (it returned an error)."""
 
     client_order_id: str
     message: str
+    called: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ import msgspec
 
 from qmtbus import protocol as p
 from qmtbus.config import Config
+from qmtbus.failpoints import failpoint
 from qmtbus.gateway import convert
 from qmtbus.gateway.callbacks import Callbacks
 from qmtbus.gateway.handoff import (
@@ -241,8 +242,9 @@ class Lifecycle:
                 strategy_name=c.strategy_name,
                 order_remark=c.client_order_id,
             )
+            failpoint("broker_called")
             if seq is None or seq < 0:
-                self.post(OrderFailed(c.client_order_id, f"order_stock_async returned {seq}"))
+                self.post(OrderFailed(c.client_order_id, f"order_stock_async returned {seq}", True))
             else:
                 self.post(OrderSent(c.client_order_id, seq))
         elif isinstance(job, SendCancel):
