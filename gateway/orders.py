@@ -313,7 +313,8 @@ class OrderDesk:
             return
         if status == p.ORDER_JUNK and rec.state != Outcome.REJECTED:
             self._move(rec, Outcome.REJECTED, order_id, status_msg or "junk order")
-        elif rec.state in (Outcome.SENDING, Outcome.UNKNOWN):
+        elif rec.state in (Outcome.SENDING, Outcome.UNKNOWN, Outcome.NOT_PLACED):
+            # NOT_PLACED: the broker contradicts a "provably not sent"; _move logs it loudly
             self._move(rec, Outcome.ACCEPTED, order_id)
 
     # -- waiting -------------------------------------------------------------------------------
