@@ -100,7 +100,7 @@ class ClientOrder:
             price=self.price,
             strategy_name=self.strategy_name,
             notional=self.notional,
-            error_msg=error_msg or self.error_msg,
+            error_msg=error_msg,
         )
 
 
@@ -199,8 +199,7 @@ class Ledger:
         rec.state = outcome
         if ev.order_id > 0:
             rec.order_id = ev.order_id
-        if ev.error_msg:
-            rec.error_msg = ev.error_msg
+        rec.error_msg = ev.error_msg  # an outcome's own words; accepted clears "unknown"'s
         if rec.order_id > 0:
             self.by_order_id[rec.order_id] = rec
 
