@@ -172,6 +172,11 @@ FIELD_NOTES: dict[str, str] = {
     "ErrorReply.message": "human-readable sentence",
     "ErrorReply.rule": "the risk rule, for RISK_DENIED",
     "RiskDeniedEvent.message": "what broke the rule, with the numbers",
+    "ClientOrderEvent.status": "sending (the intent, before the broker call), accepted, "
+    "rejected, not_placed (provably never sent) or unknown (looked up until resolved)",
+    "ClientOrderEvent.trading_day": "the Asia/Shanghai date the client_order_id belongs to",
+    "ClientOrderEvent.notional": "what the risk gate counted for this order (CNY)",
+    "ClientOrderEvent.error_msg": "why, for rejected, not_placed and unknown",
     "SimFault.fault": "the fault to inject",
     "SimFault.value": "seconds for delay_callbacks; 1/0 for reorder_callbacks",
     "SimSetPrice.price": "the new last price",
@@ -196,6 +201,8 @@ ERROR_NOTES: dict[str, str] = {
     "TOO_LARGE": "the request is larger than the gateway accepts",
     "BUSY": "too many requests in flight from this client; retry later",
     "INTERNAL": "an unexpected fault while serving the request; the gateway keeps running",
+    "DISK_FULL": "the gateway cannot write its journal: new orders and notes are refused, "
+    "nothing was sent; status, queries, cancels and replay still work; it recovers by itself",
 }
 ORDER_TYPE_NOTES = {p.STOCK_BUY: "buy (STOCK_BUY)", p.STOCK_SELL: "sell (STOCK_SELL)"}
 PRICE_TYPE_NOTES = {
