@@ -88,6 +88,8 @@ class Server:
         self.book = Book(trading_day, broker.instrument)
         self.risk = RiskGate(config.risk, _path(data, "risk-state.json"))
         self.disk_full = ""  # why the journal cannot be written now; "" when it can
+        if (Path(data) / "gateway.sqlite").exists():
+            log.info("data/gateway.sqlite is no longer read (the journal holds the orders)")
         self.state: p.GatewayState = "starting"
         self.state_reason = ""
         self.session_id = 0

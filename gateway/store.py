@@ -247,7 +247,12 @@ def todays_events(payloads: Iterable[bytes], day: str) -> Iterable[p.Event]:
         except msgspec.DecodeError:
             continue
         if head.type in _MATTERS and low <= head.ts < high:
-            yield p.decode_event(raw)
+            try:
+                yield p.decode_event(raw)
+            except msgspec.DecodeError as err:  # ValidationError included
+                log.error(
+                    "journal event %s seq %d cannot be read back (%s)", head.type, head.seq, err
+                )
 
 
 def epochs_touching(epochs: list[str], day: str) -> list[str]:
