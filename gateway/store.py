@@ -224,8 +224,35 @@ class _Head(msgspec.Struct):
     seq: int = 0
 
 
+class _OrderSeen(msgspec.Struct):
+    order_id: int = 0
+    order_status: int = p.ORDER_UNKNOWN
+    traded_volume: int = 0
+
+
+class _FillSeen(msgspec.Struct):
+    stock_code: str = ""
+    traded_id: str = ""
+
+
 _head = msgspec.msgpack.Decoder(_Head)
+_order_seen = msgspec.msgpack.Decoder(_OrderSeen)
+_fill_seen = msgspec.msgpack.Decoder(_FillSeen)
 _MATTERS = frozenset({"client_order", "order", "trade", "note"})
+
+
+def _read_back(kind: str, raw: bytes) -> p.Event:
+    """The event as far as the ledger reads it: orders and fills by their few fields
+    (most of a busy day's journal), the rest whole."""
+    if kind == "order":
+        o = _order_seen.decode(raw)
+        return p.OrderEvent(
+            order_id=o.order_id, order_status=o.order_status, traded_volume=o.traded_volume
+        )
+    if kind == "trade":
+        t = _fill_seen.decode(raw)
+        return p.TradeEvent(stock_code=t.stock_code, traded_id=t.traded_id)
+    return p.decode_event(raw)
 
 
 def seq_of(payload: bytes) -> int:
@@ -248,7 +275,7 @@ def todays_events(payloads: Iterable[bytes], day: str) -> Iterable[p.Event]:
             continue
         if head.type in _MATTERS and low <= head.ts < high:
             try:
-                yield p.decode_event(raw)
+                yield _read_back(head.type, raw)
             except msgspec.DecodeError as err:  # ValidationError included
                 log.error(
                     "journal event %s seq %d cannot be read back (%s)", head.type, head.seq, err
