@@ -337,9 +337,13 @@ class OrderDesk:
         if now < self.next_deadline():  # the usual case, checked every loop turn
             return
         for coid in [k for k, ws in self.order_waiters.items() if ws[0].deadline <= now]:
-            rec = self.book.client_orders[coid]
             log.warning("order %s: no broker response in %.1fs (pending)", coid, self.timeout)
-            self._answer_order(rec)
+            rec = self.book.client_orders.get(coid)
+            if rec is not None:
+                self._answer_order(rec)
+            else:  # the trading day turned while it waited: the events carry the outcome
+                ack = p.OrderAck(client_order_id=coid, order_id=0, status="pending")
+                self._answer(self.order_waiters.pop(coid), ack)
         for order_id in [k for k, ws in self.cancel_waiters.items() if ws[0].deadline <= now]:
             message = (
                 f"no cancel response from the broker within {self.timeout:g}s; the cancel may "

@@ -156,7 +156,7 @@ class Server:
             events,
         )
         saved = (self.risk.trading, self.risk.trading_reason)
-        if saved != (ledger.trading or ("active", "")):
+        if saved[0] != (ledger.trading or ("active", ""))[0]:
             # saved, then the process died before its note: announce it now
             data = {"trading": saved[0], "reason": saved[1], "restored": True}
             self.emit(p.NoteEvent(topic="trading", data=data))
