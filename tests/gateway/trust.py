@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -70,16 +71,28 @@ def check_invariants(stack: Stack, client_order_ids: list[str], timeout: float =
             assert last.get(coid, "unknown") in ("unknown", "not_placed", "rejected"), coid
 
 
-def place_until_dead(stack: Stack, gateway: Proc, client_order_ids: list[str]) -> dict[str, Any]:
-    """Send marketable buys one by one until the gateway dies; the acks it gave."""
+def place_until_dead(
+    stack: Stack, gateway: Proc, client_order_ids: list[str], clients: int = 3
+) -> dict[str, Any]:
+    """`clients` clients at once, each sending its share of marketable buys one by one
+    until the gateway dies; the acks it gave."""
     acks: dict[str, Any] = {}
-    for coid in client_order_ids:
-        if not gateway.alive():
-            break
-        try:
-            acks[coid] = stack.call(order(coid), timeout=3.0)
-        except TimeoutError:
-            break
+
+    def client(mine: list[str]) -> None:
+        for coid in mine:
+            if not gateway.alive():
+                return
+            try:
+                acks[coid] = stack.call(order(coid), timeout=3.0)
+            except TimeoutError:
+                return
+
+    shares = [client_order_ids[i::clients] for i in range(clients)]
+    threads = [threading.Thread(target=client, args=(share,)) for share in shares]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
     return acks
 
 
