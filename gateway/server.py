@@ -51,12 +51,12 @@ from qmtbus.gateway.handoff import (
     StateChanged,
     TicksReady,
 )
-from qmtbus.gateway.journal import Journal, NotHeld
+from qmtbus.gateway.journal import Journal
 from qmtbus.gateway.lifecycle import Lifecycle
 from qmtbus.gateway.orders import OrderDesk
 from qmtbus.gateway.quotes import QuoteDesk
 from qmtbus.gateway.risk import RiskGate
-from qmtbus.gateway.store import epochs_touching, seq_of, todays_events
+from qmtbus.gateway.store import rebuild
 from qmtbus.gateway.window import trading_day
 from qmtbus.security import secure_server, start_authenticator
 
@@ -130,21 +130,7 @@ class Server:
         risk counters, a trading state saved but never announced, orders whose outcome
         was lost."""
         ledger = self.book.ledger
-        held = {e.epoch: e.first_seq for e in self.journal.epochs() if e.epoch != self.epoch}
-        events = 0
-        for epoch in epochs_touching(sorted(held), ledger.day):
-            seq, more = held[epoch], True
-            while more:
-                try:
-                    payloads, _, more = self.journal.read(epoch, seq, 10_000)
-                except NotHeld as err:
-                    log.warning("rebuilding from the journal: %s", err)
-                    break
-                for event in todays_events(payloads, ledger.day):
-                    ledger.apply(event)
-                    events += 1
-                if payloads:  # the next after the last read (a damaged stretch may be skipped)
-                    seq = seq_of(payloads[-1]) + 1
+        events = rebuild(self.journal, ledger)
         self.risk.restore(
             ledger.day, [(r.strategy_name, r.notional) for r in ledger.client_orders.values()]
         )

@@ -25,6 +25,7 @@ import msgspec
 
 from qmtbus import protocol as p
 from qmtbus.calendar import SHANGHAI
+from qmtbus.gateway.journal import Journal, NotHeld
 
 log = logging.getLogger("gateway.store")
 
@@ -290,3 +291,26 @@ def epochs_touching(epochs: list[str], day: str) -> list[str]:
     start = dt.datetime.fromtimestamp(low / 1e9, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     before = [e for e in epochs if e[:16] < start]
     return before[-1:] + [e for e in epochs if e[:16] >= start]
+
+
+def rebuild(journal: Journal, ledger: Ledger) -> int:
+    """Apply to `ledger` every event of its day that the journal's earlier epochs hold;
+    returns how many. A stretch the journal cannot serve is logged and skipped: the
+    broker's orders and trades fill in what it held at the next reconnect."""
+    held = {e.epoch: e.first_seq for e in journal.epochs() if e.epoch != journal.epoch}
+    events = 0
+    for epoch in epochs_touching(sorted(held), ledger.day):
+        seq, more = held[epoch], True
+        while more:
+            try:
+                payloads, _, more = journal.read(epoch, seq, 10_000)
+            except NotHeld as err:
+                log.warning("rebuilding from the journal: %s", err)
+                break
+            if not payloads:
+                break
+            for event in todays_events(payloads, ledger.day):
+                ledger.apply(event)
+                events += 1
+            seq = seq_of(payloads[-1]) + 1  # not + len: a damaged stretch may be skipped
+    return events
