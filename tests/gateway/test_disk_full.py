@@ -110,3 +110,28 @@ def test_given_a_full_disk_then_serving_goes_on_new_orders_are_refused_and_it_re
         assert "Traceback" not in log
     finally:
         gateway.stop()
+
+
+def test_given_a_full_disk_at_start_then_the_gateway_comes_up_and_refuses_orders_until_space(
+    stack: Stack, small_journal: Path
+) -> None:
+    filler = _fill(small_journal)
+    gateway = start_gateway(stack)  # ready: status and queries never needed the disk
+    try:
+        refused = wait_for(
+            lambda: _refused(r := stack.call(order("early-1"))) and r, 15, "DISK_FULL"
+        )
+        assert "order not sent" in refused.message
+        assert stack.call(p.QueryOrders()).orders == []
+        filler.unlink()
+        wait_for(
+            lambda: not _refused(stack.call(p.PublishNote(topic="x", data={}))),
+            15,
+            "the journal to take writes again",
+        )
+        assert stack.call(order("later-1")).status == "accepted"
+        check_invariants(stack, ["later-1"])
+        seqs = [e.seq for e in journal_events(stack)]
+        assert seqs == list(range(1, len(seqs) + 1)), "a hole in the journal"
+    finally:
+        gateway.stop()
