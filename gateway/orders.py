@@ -51,6 +51,7 @@ class Bus(Protocol):
 class Risk(Protocol):
     def check(self, order: p.PlaceOrder, book: Any) -> Any: ...
     def record(self, order: p.PlaceOrder, book: Any = None) -> float: ...
+    def restore(self, day: str, orders: list[tuple[str, float]]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -290,12 +291,16 @@ class OrderDesk:
         volume = int(getattr(record, "order_volume", 0) or getattr(record, "traded_volume", 0))
         price = float(getattr(record, "price", 0.0) or getattr(record, "traded_price", 0.0))
         log.warning("order %s: known to the broker only; taken from its orders", remark)
+        day = self.book.ledger.day
+        self.risk.restore(
+            day, [(record.strategy_name, price * volume)]
+        )  # counted as a restart would
         self.bus.emit(
             p.ClientOrderEvent(
                 client_order_id=remark,
                 status="rejected" if junk else "accepted",
                 order_id=order_id,
-                trading_day=self.book.ledger.day,
+                trading_day=day,
                 stock_code=record.stock_code,
                 order_type=record.order_type,
                 order_volume=volume,

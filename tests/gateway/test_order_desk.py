@@ -58,8 +58,15 @@ class FakeRisk:
     def check(self, order: p.PlaceOrder, book: Any) -> None:
         return None
 
+    def __init__(self) -> None:
+        self.counted: list[tuple[str, float]] = []
+
     def record(self, order: p.PlaceOrder, book: Any = None) -> float:
+        self.counted.append((order.strategy_name, order.price * order.order_volume))
         return order.price * order.order_volume
+
+    def restore(self, day: str, orders: list[tuple[str, float]]) -> None:
+        self.counted += orders
 
 
 def desk(journal: list[p.Event] | None = None) -> tuple[OrderDesk, FakeBus]:
@@ -168,6 +175,7 @@ def test_given_broker_orders_the_journal_lacks_then_taken_in_and_a_resend_places
     d.resolve_from([broker_order("c-1", 9), broker_order("manual order", 10)], [])
     assert bus.outcomes("c-1") == ["accepted"]
     assert bus.outcomes("manual order") == []  # not a remark the gateway writes
+    assert d.risk.counted == [("", 1000.0)]  # the daily caps count it, as a restart would
     place(d, "c-1")
     assert bus.replies[-1].duplicate and bus.replies[-1].order_id == 9
     assert not [j for j in bus.jobs if isinstance(j, SendOrder)]
