@@ -123,3 +123,25 @@ def test_given_the_gateway_data_folder_deleted_mid_day_then_no_resent_order_is_p
         assert all(recovered[c] == ["accepted"] for c in ORDERS[:4]), recovered
     finally:
         restarted.stop()
+
+
+def test_given_a_power_cut_that_loses_the_journal_tail_then_the_broker_remarks_cover_the_orders(
+    stack: Stack,
+) -> None:
+    gateway = start_gateway(stack)
+    first = {c: stack.call(order(c)) for c in ORDERS[:6]}
+    assert all(a.status == "accepted" for a in first.values()), first
+    check_invariants(stack, ORDERS[:6])
+    gateway.kill()
+    # what an fsync interval lost to a power cut looks like: the tail of the last segment
+    epoch = max(e for e in (stack.data_dir / "journal").iterdir() if e.is_dir())
+    segment = max(epoch.glob("*.seg"))
+    segment.write_bytes(segment.read_bytes()[: segment.stat().st_size // 3])
+    restarted = start_gateway(stack)
+    try:
+        acks = resend_all(stack, ORDERS)
+        for coid in ORDERS[:6]:
+            assert acks[coid].duplicate and acks[coid].order_id == first[coid].order_id
+        check_invariants(stack, ORDERS)
+    finally:
+        restarted.stop()
