@@ -99,12 +99,12 @@ class OrderSent:
 
 @dataclass(frozen=True, slots=True)
 class OrderFailed:
-    """The order did not go: refused before the broker call (`called` False: provably
-    never sent) or refused by the call itself (it returned an error)."""
+    """The order did not go: refused by the broker call itself (it returned an error), or
+    refused before any call (`called` False: provably never sent, so "not placed")."""
 
     client_order_id: str
     message: str
-    called: bool = False
+    called: bool = True
 
 
 @dataclass(frozen=True, slots=True)

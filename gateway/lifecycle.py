@@ -221,7 +221,7 @@ class Lifecycle:
     # -- jobs ------------------------------------------------------------------------
     def _refuse(self, job: Job, why: str) -> None:
         if isinstance(job, SendOrder):
-            self.post(OrderFailed(job.cmd.client_order_id, why))
+            self.post(OrderFailed(job.cmd.client_order_id, why, called=False))
         elif isinstance(job, SendCancel):
             self.post(CancelFailed(job.order_id, why))
         elif isinstance(job, RunQuery):
@@ -244,7 +244,7 @@ class Lifecycle:
             )
             failpoint("broker_called")
             if seq is None or seq < 0:
-                self.post(OrderFailed(c.client_order_id, f"order_stock_async returned {seq}", True))
+                self.post(OrderFailed(c.client_order_id, f"order_stock_async returned {seq}"))
             else:
                 self.post(OrderSent(c.client_order_id, seq))
         elif isinstance(job, SendCancel):
