@@ -385,6 +385,7 @@ class Server:
             trading=self.risk.trading,
             trading_reason=self.risk.trading_reason,
             state_reason=self.state_reason,
+            disk_full=self.disk_full,
         )
 
     # -- stopping -----------------------------------------------------------------------------

@@ -557,6 +557,7 @@ class Status(_Msg, tag="status", frozen=True, kw_only=True):
     trading: TradingState = "active"
     trading_reason: str = ""
     state_reason: str = ""
+    disk_full: str = ""
 
 
 class OrderAck(_Msg, tag="order_ack", frozen=True, kw_only=True):

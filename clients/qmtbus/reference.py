@@ -163,6 +163,7 @@ FIELD_NOTES: dict[str, str] = {
     "Status.trading": "trading state set by halt / reduce_only / resume",
     "Status.trading_reason": "the reason given with the last trading-state change",
     "Status.state_reason": "why the gateway is in its state",
+    "Status.disk_full": "why the journal cannot be written (new orders refused); empty when it can",
     "OrderAck.duplicate": "true when this client_order_id was already accepted: nothing sent",
     "OrderAck.status": "accepted, pending or rejected (see above)",
     "OrderAck.error_msg": "the broker's reason when rejected",

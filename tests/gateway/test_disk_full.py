@@ -76,7 +76,7 @@ def test_given_a_full_disk_then_serving_goes_on_new_orders_are_refused_and_it_re
         # everything but new orders still works
         assert isinstance(stack.call(p.Ping()), p.Pong)
         status = stack.call(p.GetStatus())
-        assert status.state == "ready"
+        assert status.state == "ready" and "No space left" in status.disk_full
         remarks = [o.order_remark for o in stack.call(p.QueryOrders()).orders]
         assert "full-1" not in remarks and "ok-1" in remarks
         replay = stack.call(p.Replay(epoch=status.epoch, from_seq=1))
@@ -94,6 +94,7 @@ def test_given_a_full_disk_then_serving_goes_on_new_orders_are_refused_and_it_re
         )
         assert isinstance(note, p.NoteAck)
         assert stack.call(order("after-1")).status == "accepted"
+        assert stack.call(p.GetStatus()).disk_full == ""
         again = stack.call(order("full-1"))  # its intent may have been journaled: not placed
         assert again.status == "accepted" or again.error_msg.startswith("not placed")
         check_invariants(stack, ["ok-1", "rest-1", "after-1"])
