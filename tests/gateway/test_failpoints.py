@@ -78,6 +78,13 @@ def test_given_a_crash_at_each_order_failpoint_then_restart_and_resend_lose_and_
             if ack.status == "accepted":
                 assert acks[coid].duplicate and acks[coid].order_id == ack.order_id
         check_invariants(stack, ORDERS)
+        if name in ("intent_written", "broker_called"):
+            # the order in flight at the crash: its lost answer is an event, then (if the
+            # broker has it) its resolution is another, found by its remark
+            story = [s for s in outcomes(journal_events(stack)).values() if "unknown" in s]
+            assert story, "no order was left unknown by the crash"
+            if name == "broker_called":  # the call that went out before the crash
+                assert any(s[-2:] == ["unknown", "accepted"] for s in story), story
     finally:
         restarted.stop()
 
