@@ -26,7 +26,17 @@ def main(argv: list[str] | None = None) -> int:
         "--config", metavar="FILE", help=f"TOML config file (default: ${CONFIG_ENV}, else defaults)"
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    parser.add_argument(
+        "--list-failpoints",
+        action="store_true",
+        help="list the crash points QMTBUS_FAILPOINT can arm (tests), then exit",
+    )
     args = parser.parse_args(argv)
+    if args.list_failpoints:
+        from qmtbus.failpoints import listing
+
+        print(listing("gateway"))
+        return 0
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -37,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         from qmtbus.security import check_binds
 
         check_binds(config)
+        _arm_failpoints()
         server = _build(config)
     except (ConfigError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -66,6 +77,16 @@ def main(argv: list[str] | None = None) -> int:
         server.shutdown()
     log.info("gateway stopped")
     return 0
+
+
+def _arm_failpoints() -> None:
+    """An unknown name in QMTBUS_FAILPOINT stops the start, not a later hit."""
+    from qmtbus.failpoints import armed
+
+    try:
+        armed()
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _build(config: Config) -> Server:

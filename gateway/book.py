@@ -2,14 +2,15 @@
 
 Pushes can repeat what a reconciliation already published, arrive late (an
 order's 55 after its 56) or not at all. An order event is published only when
-it moves the order forward; a fill only once per traded_id; reconciliation
-publishes whatever the broker's answers add to what was known. Also the
-BookView the risk gate reads (cash, sellable volume, instruments).
+it moves the order forward; a fill only once per (trading day, market,
+traded_id); reconciliation publishes whatever the broker's answers add to what
+was known. What was published is today's Ledger (gateway/store.py), derived
+from the journal. Also the BookView the risk gate reads (cash, sellable volume,
+instruments).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,11 +20,9 @@ import msgspec
 from qmtbus import protocol as p
 from qmtbus.gateway import convert
 from qmtbus.gateway.handoff import Snapshot
-from qmtbus.gateway.store import ClientOrder, Store
+from qmtbus.gateway.store import ClientOrder, Ledger, fill_key
 
 log = logging.getLogger("gateway.book")
-
-KEEP_DAYS = 7  # days of client orders and published-state records kept on disk
 
 
 def _progress(status: int, traded_volume: int) -> tuple[int, int]:
@@ -32,40 +31,41 @@ def _progress(status: int, traded_volume: int) -> tuple[int, int]:
 
 
 class Book:
-    def __init__(self, store: Store, trading_day: Callable[[], str], broker: Any):
-        self.store = store
+    """Ports: `trading_day()` (today's date) and `instrument(stock_code)` (the broker's
+    static data, for the risk gate); events reach it through `apply`."""
+
+    def __init__(self, trading_day: Callable[[], str], instrument: Callable[[str], Any]):
         self.trading_day = trading_day
-        self.broker = broker
+        self._instrument = instrument
         self.asset: p.Asset | None = None
         self.positions: dict[str, p.Position] = {}
-        self._client_orders: dict[str, ClientOrder] = {}
-        self._day = ""
+        self._ledger = Ledger(trading_day())
         self.duplicates_dropped = 0
+
+    @property
+    def ledger(self) -> Ledger:
+        """Today's ledger; a new trading day starts an empty one (client_order_ids are
+        unique per trading day only)."""
+        day = self.trading_day()
+        if day != self._ledger.day:
+            self._ledger = Ledger(day)
+        return self._ledger
+
+    def apply(self, event: p.Event) -> None:
+        """Take in an event the gateway has just journaled."""
+        self.ledger.apply(event)
 
     @property
     def client_orders(self) -> dict[str, ClientOrder]:
         """Today's orders placed through the gateway, by client_order_id."""
-        if self.trading_day() != self._day:
-            self.load_day()
-        return self._client_orders
-
-    def load_day(self) -> None:
-        """Load today's client orders (a restart keeps idempotency); forget old days'
-        records after a week (client_order_ids are unique per trading day only)."""
-        day = self.trading_day()
-        self._day = day
-        week_ago = (dt.date.fromisoformat(day) - dt.timedelta(days=KEEP_DAYS)).isoformat()
-        self.store.forget_before(week_ago)
-        rows = self.store.db.execute(
-            "SELECT * FROM client_orders WHERE trading_day = ?", (day,)
-        ).fetchall()
-        self._client_orders = {r[1]: ClientOrder(*r) for r in rows}
+        return self.ledger.client_orders
 
     # -- which client order an event belongs to --------------------------------
     def client_order_for(self, order_remark: str, order_id: int = 0) -> ClientOrder | None:
-        rec = self.client_orders.get(order_remark) if order_remark else None
+        ledger = self.ledger
+        rec = ledger.client_orders.get(order_remark) if order_remark else None
         if rec is None and order_id > 0:
-            rec = next((r for r in self.client_orders.values() if r.order_id == order_id), None)
+            rec = ledger.by_order_id.get(order_id)
         return rec
 
     def enrich(self, record: Any) -> Any:
@@ -81,7 +81,7 @@ class Book:
     # -- events from pushes ------------------------------------------------------
     def accept_order(self, ev: p.OrderEvent) -> p.OrderEvent | None:
         """The event to publish for this order state, or None if it adds nothing."""
-        known = self.store.known_order(ev.order_id)
+        known = self.ledger.known_orders.get(ev.order_id)
         new = _progress(ev.order_status, ev.traded_volume)
         if known is not None:
             old = _progress(*known)
@@ -89,13 +89,11 @@ class Book:
                 self.duplicates_dropped += 1
                 log.debug("order %s state %s already published", ev.order_id, ev.order_status)
                 return None
-        self.store.set_known_order(
-            ev.order_id, self.trading_day(), ev.order_status, ev.traded_volume
-        )
         return self.enrich(ev)
 
     def accept_trade(self, ev: p.TradeEvent) -> p.TradeEvent | None:
-        if not self.store.add_trade(ev.traded_id, self.trading_day()):
+        ledger = self.ledger
+        if fill_key(ledger.day, ev.stock_code, ev.traded_id) in ledger.fills:
             self.duplicates_dropped += 1
             log.debug("fill %s already published", ev.traded_id)
             return None
@@ -142,7 +140,7 @@ class Book:
 
     # -- BookView for the risk gate ------------------------------------------------------
     def instrument(self, stock_code: str) -> Any:
-        return self.broker.instrument(stock_code)
+        return self._instrument(stock_code)
 
     def can_use_volume(self, stock_code: str) -> int:
         pos = self.positions.get(stock_code)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from qmtbus import protocol as p
+from qmtbus.failpoints import failpoint
 from qmtbus.gateway.handoff import RunQuery
 from qmtbus.gateway.journal import NotHeld
 from qmtbus.gateway.window import refusal
@@ -195,6 +196,7 @@ def _set_trading(server: Server, cmd: p.Halt | p.ReduceOnly | p.Resume) -> Any:
             "it will not survive a gateway restart"
         )
         return p.ErrorReply(code=p.INTERNAL, message=message)
+    failpoint("state_saved")  # a restart announces a saved state its note never reached
     log.warning("trading %s: %s", state, cmd.reason or "(no reason given)")
     server.emit(p.NoteEvent(topic="trading", data={"trading": state, "reason": cmd.reason}))
     return server.status()
@@ -207,6 +209,9 @@ def _note(server: Server, cmd: p.PublishNote) -> Any:
         # JSON lets an integer be any size; the bus carries 64 bits
         message = f"bad request: note data cannot be sent on the bus ({err}) - at `$.data`"
         return p.ErrorReply(code=p.BAD_REQUEST, message=message)
+    if server.disk_full:
+        message = f"disk full: the gateway cannot write its journal ({server.disk_full}); "
+        return p.ErrorReply(code=p.DISK_FULL, message=message + "note not published")
     if size > MAX_NOTE_BYTES:
         message = f"note data is {size} bytes encoded; the limit is {MAX_NOTE_BYTES}"
         return p.ErrorReply(code=p.TOO_LARGE, message=message)

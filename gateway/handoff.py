@@ -99,10 +99,12 @@ class OrderSent:
 
 @dataclass(frozen=True, slots=True)
 class OrderFailed:
-    """The broker call refused the order outright: nothing was sent."""
+    """The order did not go: refused by the broker call itself (it returned an error), or
+    refused before any call (`called` False: provably never sent, so "not placed")."""
 
     client_order_id: str
     message: str
+    called: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -202,10 +202,16 @@ class Journal:
         while done < len(frames):
             seg = self._active
             # Roll when the next frame does not fit; an empty segment takes any frame.
-            if seg is None or (
-                seg.size > len(MAGIC) and seg.size + len(frames[done]) > self.segment_bytes
+            if (
+                seg is None
+                or self._fd is None
+                or (seg.size > len(MAGIC) and seg.size + len(frames[done]) > self.segment_bytes)
             ):
-                seg = self._roll(seq)
+                try:
+                    seg = self._roll(seq)
+                except OSError:  # no room for a new segment: keep what is not written yet
+                    self._pending = frames[done:]
+                    raise
             pos = seg.size or len(MAGIC)  # the magic goes out with the first batch
             new_seqs: list[int] = []
             new_offsets: list[int] = []
@@ -251,7 +257,8 @@ class Journal:
         if self._fd is not None:
             if self._unsynced:
                 self._fsync()
-            os.close(self._fd)
+            fd, self._fd = self._fd, None  # never closed twice if the open below fails
+            os.close(fd)
         path = self._current.directory / f"{first_seq:020d}.seg"
         self._fd = os.open(path, _WRITE_FLAGS, 0o644)
         seg = _Segment(path, first_seq, 0, first_seq - 1, [first_seq], [len(MAGIC)], len(MAGIC))

@@ -20,6 +20,7 @@ import msgspec
 
 from qmtbus import protocol as p
 from qmtbus.config import Config
+from qmtbus.failpoints import failpoint
 from qmtbus.gateway import convert
 from qmtbus.gateway.callbacks import Callbacks
 from qmtbus.gateway.handoff import (
@@ -220,7 +221,7 @@ class Lifecycle:
     # -- jobs ------------------------------------------------------------------------
     def _refuse(self, job: Job, why: str) -> None:
         if isinstance(job, SendOrder):
-            self.post(OrderFailed(job.cmd.client_order_id, why))
+            self.post(OrderFailed(job.cmd.client_order_id, why, called=False))
         elif isinstance(job, SendCancel):
             self.post(CancelFailed(job.order_id, why))
         elif isinstance(job, RunQuery):
@@ -241,6 +242,7 @@ class Lifecycle:
                 strategy_name=c.strategy_name,
                 order_remark=c.client_order_id,
             )
+            failpoint("broker_called")
             if seq is None or seq < 0:
                 self.post(OrderFailed(c.client_order_id, f"order_stock_async returned {seq}"))
             else:

@@ -1,38 +1,57 @@
 """Orders and cancels on the I/O thread: idempotent intake, waiting for the broker, outcomes.
 
-An order is written down ("sending") before it goes to the broker; the first
-answer for a client_order_id is the answer for every resend of it. The reply
-waits for the broker's response up to order_reply_timeout, then says
-"pending" and the events carry the outcome. Outcomes never guessed: an order
-whose response never came is resolved by finding its order_remark in the
-broker's orders.
+An order's intent (a `client_order` event, status sending) is journaled before it
+goes to the broker; the first answer for a client_order_id is the answer for
+every resend of it. The reply waits for the broker's response up to
+order_reply_timeout, then says "pending" and the events carry the outcome.
+
+Outcomes never guessed: every change of a client order's outcome is a
+`client_order` event, moved along store.OUTCOME_TRANSITIONS. "not_placed" only
+when the order provably never reached the broker (the broker thread refused it
+before calling, or the journal could not take its intent). An order whose answer
+was lost (a restart) is "unknown" and looked up by its order_remark in the
+broker's orders and trades until found.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 
 from qmtbus import protocol as p
-from qmtbus.gateway.handoff import SendCancel, SendOrder
-from qmtbus.gateway.store import ACCEPTED, REJECTED, SENDING, SENT, ClientOrder
-from qmtbus.gateway.window import refusal
-
-if TYPE_CHECKING:
-    from qmtbus.gateway.server import Server
+from qmtbus.gateway.book import Book
+from qmtbus.gateway.handoff import Job, SendCancel, SendOrder
+from qmtbus.gateway.store import ClientOrder, Outcome, can_move, intent
 
 log = logging.getLogger("gateway.orders")
 
 _NEVER = float("inf")
-ORPHAN_AFTER_NS = 5_000_000_000
-ORPHANED = (
-    "not placed: the gateway stopped before this order reached the broker; "
-    "send it again with a new client_order_id"
+_CLIENT_ORDER_ID = re.compile(r"^[\x21-\x7e]{1,24}$")
+UNKNOWN_AFTER_RESTART = (
+    "outcome unknown: the gateway restarted before the broker answered; it is looking the "
+    "order up by its order_remark and will publish the outcome as a client_order event"
 )
+
+
+class Bus(Protocol):
+    """What OrderDesk needs from the gateway's I/O loop."""
+
+    def emit(self, event: p.Event) -> int: ...
+    def reply(self, envelope: list[bytes], json: bool, message: Any) -> None: ...
+    def submit(self, job: Job) -> None: ...
+    def submit_after_journal(self, job: SendOrder) -> None: ...
+    def refusal(self, what: str) -> p.ErrorReply | None: ...
+
+
+class Risk(Protocol):
+    def check(self, order: p.PlaceOrder, book: Any) -> Any: ...
+    def record(self, order: p.PlaceOrder, book: Any = None) -> float: ...
+    def restore(self, day: str, orders: list[tuple[str, float]]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -44,63 +63,58 @@ class Waiter:
 
 
 class OrderDesk:
-    def __init__(self, server: Server):
-        self.server = server
-        self.book = server.book
-        self.store = server.store
-        self.timeout = server.config.gateway.order_reply_timeout
-        self.max_in_flight = server.config.gateway.max_in_flight_per_client
+    def __init__(
+        self, bus: Bus, book: Book, risk: Risk, *, reply_timeout: float, max_in_flight: int
+    ):
+        self.bus = bus
+        self.book = book
+        self.risk = risk
+        self.timeout = reply_timeout
+        self.max_in_flight = max_in_flight
         self.order_waiters: dict[str, list[Waiter]] = {}
         self.cancel_waiters: dict[int, list[Waiter]] = {}
         self.by_async_seq: dict[int, str] = {}
-        # orders written down before this are a previous gateway process's
-        self.started_ns = p.now_ns()
 
     # -- requests ---------------------------------------------------------------------
     def place(self, envelope: list[bytes], json: bool, cmd: p.PlaceOrder) -> None:
-        server = self.server
+        bus = self.bus
         rec = self.book.client_orders.get(cmd.client_order_id)
         if rec is not None:
-            if rec.state in (SENDING, SENT) and cmd.client_order_id in self.order_waiters:
+            if rec.state == Outcome.SENDING and cmd.client_order_id in self.order_waiters:
                 self._wait(self.order_waiters, cmd.client_order_id, envelope, json, True)
             else:
-                server.reply(envelope, json, rec.ack(duplicate=True))
+                bus.reply(envelope, json, rec.ack(duplicate=True))
             return
-        if server.stopping or server.state != "ready":
-            why = (
-                "the gateway is stopping"
-                if server.stopping
-                else refusal(server.state, server.state_reason)
-            )
-            server.reply(envelope, json, _error(p.NOT_CONNECTED, f"{why}; order not sent"))
+        refusal = bus.refusal("order not sent")
+        if refusal is not None:
+            bus.reply(envelope, json, refusal)
             return
         if self._in_flight(envelope) >= self.max_in_flight:
-            server.reply(envelope, json, _busy(self.max_in_flight))
+            bus.reply(envelope, json, _busy(self.max_in_flight))
             return
-        denial = server.risk.check(cmd, self.book)
+        denial = self.risk.check(cmd, self.book)
         if denial is not None:
-            server.emit(_denied_event(cmd, denial.rule, denial.message))
+            bus.emit(_denied_event(cmd, denial.rule, denial.message))
             reply = p.ErrorReply(code=p.RISK_DENIED, message=denial.message, rule=denial.rule)
-            server.reply(envelope, json, reply)
+            bus.reply(envelope, json, reply)
             return
-        server.risk.record(cmd)
-        rec = self.store.add_sending(self.book.trading_day(), cmd, p.now_ns())
-        self.book.client_orders[cmd.client_order_id] = rec
+        notional = self.risk.record(cmd)
+        bus.emit(intent(self.book.ledger.day, cmd, notional))  # the ledger now holds it
         self._wait(self.order_waiters, cmd.client_order_id, envelope, json, False)
-        server.lifecycle.submit(SendOrder(cmd))
+        bus.submit_after_journal(SendOrder(cmd))
 
     def cancel(self, envelope: list[bytes], json: bool, cmd: p.CancelOrder) -> None:
-        server = self.server
+        bus = self.bus
         if (cmd.order_id > 0) == bool(cmd.client_order_id):
             message = "give exactly one of order_id and client_order_id"
-            server.reply(envelope, json, _error(p.BAD_REQUEST, message))
+            bus.reply(envelope, json, _error(p.BAD_REQUEST, message))
             return
         order_id = cmd.order_id
         if cmd.client_order_id:
             rec = self.book.client_orders.get(cmd.client_order_id)
             if rec is None:
                 message = f"no order with client_order_id {cmd.client_order_id!r} today"
-                server.reply(envelope, json, _error(p.NOT_FOUND, message))
+                bus.reply(envelope, json, _error(p.NOT_FOUND, message))
                 return
             if rec.order_id <= 0:
                 message = (
@@ -108,34 +122,74 @@ class OrderDesk:
                     f"({rec.state}{': ' + rec.error_msg if rec.error_msg else ''}); "
                     "nothing to cancel yet"
                 )
-                server.reply(envelope, json, _error(p.NOT_FOUND, message))
+                bus.reply(envelope, json, _error(p.NOT_FOUND, message))
                 return
             order_id = rec.order_id
-        if server.stopping or server.state != "ready":
-            message = f"{refusal(server.state, server.state_reason)}; cancel not sent"
-            server.reply(envelope, json, _error(p.NOT_CONNECTED, message))
+        refusal = bus.refusal("cancel not sent")
+        if refusal is not None and refusal.code != p.DISK_FULL:  # cancels pass a full disk
+            bus.reply(envelope, json, refusal)
             return
         if self._in_flight(envelope) >= self.max_in_flight:
-            server.reply(envelope, json, _busy(self.max_in_flight))
+            bus.reply(envelope, json, _busy(self.max_in_flight))
             return
         self._wait(self.cancel_waiters, order_id, envelope, json, False)
-        server.lifecycle.submit(SendCancel(order_id))
+        bus.submit(SendCancel(order_id))
+
+    # -- outcomes ----------------------------------------------------------------------
+    def _move(self, rec: ClientOrder, outcome: Outcome, order_id: int = 0, why: str = "") -> bool:
+        """Move a client order to `outcome` by emitting its client_order event; answer
+        whoever waits. A move the transition table forbids is logged, not made."""
+        if rec.state == outcome:
+            return False
+        if not can_move(rec.state, outcome):
+            log.error(
+                "client order %s: %s -> %s is not a legal transition; kept %s (%s)",
+                rec.client_order_id,
+                rec.state,
+                outcome,
+                rec.state,
+                why or f"order_id {order_id}",
+            )
+            return False
+        self.bus.emit(rec.event(outcome, order_id, why))  # the ledger applies it
+        self._answer_order(rec)
+        return True
+
+    def mark_unknown(self) -> None:
+        """At start: every order still "sending" in the journal was a previous process's,
+        whose broker answer is lost. Say so (an event), then look it up."""
+        for rec in self.book.ledger.open_orders():
+            if rec.state == Outcome.SENDING:
+                log.warning("order %s: outcome unknown after a restart", rec.client_order_id)
+                self._move(rec, Outcome.UNKNOWN, why=UNKNOWN_AFTER_RESTART)
+
+    def abandon(self, client_order_id: str, code: str, message: str) -> None:
+        """The order's intent could not be journaled, so it was never handed to the broker:
+        not placed, and every waiter hears why."""
+        rec = self.book.client_orders.get(client_order_id)
+        if rec is None:
+            return
+        waiters = self.order_waiters.pop(client_order_id, [])
+        self._move(rec, Outcome.NOT_PLACED, why=f"not placed: {message}")
+        for w in waiters:
+            self.bus.reply(w.envelope, w.json, _error(code, message))
 
     # -- what the broker thread reports ---------------------------------------------
     def on_sent(self, client_order_id: str, async_seq: int) -> None:
         self.by_async_seq[async_seq] = client_order_id
-        rec = self.book.client_orders.get(client_order_id)
-        if rec is not None and rec.state == SENDING:
-            self.store.update_client_order(rec, SENT)
 
-    def on_failed(self, client_order_id: str, message: str) -> None:
+    def on_failed(self, client_order_id: str, message: str, called: bool = True) -> None:
         rec = self.book.client_orders.get(client_order_id)
-        if rec is not None:
-            self.store.update_client_order(rec, REJECTED, error_msg=message)
-            self._answer_order(rec)
+        if rec is None:
+            return
+        if called:  # the call returned an error: the broker's library refused it
+            self._move(rec, Outcome.REJECTED, why=message)
+        else:  # refused before the call: provably never sent
+            why = f"not placed: {message}; send it again with a new client_order_id"
+            self._move(rec, Outcome.NOT_PLACED, why=why)
 
     def on_cancel_failed(self, order_id: int, message: str) -> None:
-        rec = self.store.client_order_by_order_id(order_id)
+        rec = self.book.ledger.by_order_id.get(order_id)
         ack = p.CancelAck(
             order_id=order_id,
             client_order_id=rec.client_order_id if rec else "",
@@ -148,13 +202,11 @@ class OrderDesk:
         if isinstance(ev, p.OrderEvent):
             self._on_order(ev)
         elif isinstance(ev, p.TradeEvent):
-            trade = self.book.accept_trade(ev)
-            if trade is not None:
-                self.server.emit(trade)
+            self._on_trade(ev)
         elif isinstance(ev, p.PositionEvent):
-            self.server.emit(self.book.accept_position(ev))
+            self.bus.emit(self.book.accept_position(ev))
         elif isinstance(ev, p.AssetEvent):
-            self.server.emit(self.book.accept_asset(ev))
+            self.bus.emit(self.book.accept_asset(ev))
         elif isinstance(ev, p.OrderResponseEvent):
             self._on_order_response(ev)
         elif isinstance(ev, p.OrderErrorEvent):
@@ -162,13 +214,22 @@ class OrderDesk:
         elif isinstance(ev, p.CancelResponseEvent | p.CancelErrorEvent):
             self._on_cancel_outcome(ev)
         else:
-            self.server.emit(ev)
+            self.bus.emit(ev)
 
     def _on_order(self, ev: p.OrderEvent) -> None:
+        # the outcome first: an order event for a client order follows its client_order event
+        self._learn(ev.order_remark, ev.order_id, ev.order_status, ev.status_msg)
         out = self.book.accept_order(ev)
         if out is not None:
-            self.server.emit(out)
-        self._learn(ev.order_remark, ev.order_id, ev.order_status, ev.status_msg)
+            self.bus.emit(out)
+
+    def _on_trade(self, ev: p.TradeEvent) -> None:
+        rec = self.book.client_order_for(ev.order_remark, ev.order_id)
+        if rec is not None and rec.state in (Outcome.SENDING, Outcome.UNKNOWN):
+            self._move(rec, Outcome.ACCEPTED, ev.order_id)  # a fill proves it was placed
+        trade = self.book.accept_trade(ev)
+        if trade is not None:
+            self.bus.emit(trade)
 
     def _on_order_response(self, ev: p.OrderResponseEvent) -> None:
         remark = ev.order_remark or self.by_async_seq.pop(ev.async_seq, "")
@@ -177,28 +238,27 @@ class OrderDesk:
             ev = msgspec.structs.replace(
                 ev, client_order_id=rec.client_order_id, order_remark=remark
             )
-            if rec.state in (SENDING, SENT):
+            if rec.state in (Outcome.SENDING, Outcome.UNKNOWN):
                 if ev.order_id > 0:
-                    self.store.update_client_order(rec, ACCEPTED, ev.order_id)
+                    self._move(rec, Outcome.ACCEPTED, ev.order_id)
                 else:
-                    reason = ev.error_msg or "the broker gave no order_id"
-                    self.store.update_client_order(rec, REJECTED, error_msg=reason)
-                self._answer_order(rec)
-        self.server.emit(ev)
+                    self._move(
+                        rec, Outcome.REJECTED, why=ev.error_msg or "the broker gave no order_id"
+                    )
+        self.bus.emit(ev)
 
     def _on_order_error(self, ev: p.OrderErrorEvent) -> None:
         rec = self.book.client_order_for(ev.order_remark, ev.order_id)
         if rec is not None:
             ev = msgspec.structs.replace(ev, client_order_id=rec.client_order_id)
-            self.store.update_client_order(rec, REJECTED, error_msg=ev.error_msg)
-            self._answer_order(rec)
-        self.server.emit(ev)
+            self._move(rec, Outcome.REJECTED, ev.order_id, ev.error_msg)
+        self.bus.emit(ev)
 
     def _on_cancel_outcome(self, ev: p.CancelResponseEvent | p.CancelErrorEvent) -> None:
-        rec = self.store.client_order_by_order_id(ev.order_id)
+        rec = self.book.ledger.by_order_id.get(ev.order_id)
         if rec is not None:
             ev = msgspec.structs.replace(ev, client_order_id=rec.client_order_id)
-        self.server.emit(ev)
+        self.bus.emit(ev)
         failed = isinstance(ev, p.CancelErrorEvent) or ev.cancel_result != 0 or bool(ev.error_msg)
         ack = p.CancelAck(
             order_id=ev.order_id,
@@ -208,43 +268,59 @@ class OrderDesk:
         )
         self._answer(self.cancel_waiters.pop(ev.order_id, []), ack)
 
-    def resolve_from(self, orders: list[p.Order]) -> None:
-        """Learn outcomes from the broker's own list of orders (after a reconnect,
-        a restart, or a response that never came)."""
+    def resolve_from(self, orders: list[p.Order], trades: list[p.Trade]) -> None:
+        """Learn outcomes from the broker's own orders and trades (after a reconnect, a
+        restart, or a response that never came), and take in every order the broker
+        holds under a remark the journal lacks (the gateway's data folder was lost): a
+        resend of that client_order_id is then a duplicate, never a second order."""
         for order in orders:
+            if order.order_remark and order.order_remark not in self.book.client_orders:
+                self._recover(order.order_remark, order, order.order_id, order.order_status)
             self._learn(order.order_remark, order.order_id, order.order_status, order.status_msg)
+        for trade in trades:
+            rec = self.book.client_orders.get(trade.order_remark) if trade.order_remark else None
+            if rec is None and trade.order_remark:
+                self._recover(trade.order_remark, trade, trade.order_id, p.ORDER_PART_SUCC)
+            elif rec is not None and rec.state in (Outcome.SENDING, Outcome.UNKNOWN):
+                self._move(rec, Outcome.ACCEPTED, trade.order_id)
 
-    def give_up_orphans(self, orders: list[p.Order]) -> None:
-        """A previous gateway process wrote these down as "sending" and died before its
-        broker call: the broker does not list them, so they were never placed. Say so
-        (rejected), instead of "pending" for ever; a resend gets this answer too."""
-        at_broker = {o.order_remark for o in orders if o.order_remark}
-        # A request may still be on its way into the terminal right after a restart:
-        # give up only on orders older than that (the periodic resolve looks again).
-        settled = p.now_ns() - ORPHAN_AFTER_NS
-        for rec in list(self.book.client_orders.values()):
-            if (
-                rec.state == SENDING
-                and rec.created_ns < min(self.started_ns, settled)
-                and rec.client_order_id not in at_broker
-            ):
-                log.warning(
-                    "order %s never reached the broker (gateway restart)", rec.client_order_id
-                )
-                self.store.update_client_order(rec, REJECTED, error_msg=ORPHANED)
-                self._answer_order(rec)
+    def _recover(self, remark: str, record: Any, order_id: int, status: int) -> None:
+        if order_id <= 0 or not _CLIENT_ORDER_ID.match(remark):
+            return  # not a remark the gateway could have written
+        junk = status == p.ORDER_JUNK
+        volume = int(getattr(record, "order_volume", 0) or getattr(record, "traded_volume", 0))
+        price = float(getattr(record, "price", 0.0) or getattr(record, "traded_price", 0.0))
+        log.warning("order %s: known to the broker only; taken from its orders", remark)
+        day = self.book.ledger.day
+        self.risk.restore(
+            day, [(record.strategy_name, price * volume)]
+        )  # counted as a restart would
+        self.bus.emit(
+            p.ClientOrderEvent(
+                client_order_id=remark,
+                status="rejected" if junk else "accepted",
+                order_id=order_id,
+                trading_day=day,
+                stock_code=record.stock_code,
+                order_type=record.order_type,
+                order_volume=volume,
+                price_type=int(getattr(record, "price_type", 0)),
+                price=price,
+                strategy_name=record.strategy_name,
+                notional=price * volume,
+                error_msg="taken from the broker's orders (the gateway's journal lacked it)",
+            )
+        )
 
     def _learn(self, remark: str, order_id: int, status: int, status_msg: str) -> None:
         rec = self.book.client_orders.get(remark) if remark else None
         if rec is None or order_id <= 0:
             return
-        if status == p.ORDER_JUNK and rec.state != REJECTED:
-            self.store.update_client_order(rec, REJECTED, order_id, status_msg or "junk order")
-        elif rec.state in (SENDING, SENT):
-            self.store.update_client_order(rec, ACCEPTED, order_id)
-        else:
-            return
-        self._answer_order(rec)
+        if status == p.ORDER_JUNK and rec.state != Outcome.REJECTED:
+            self._move(rec, Outcome.REJECTED, order_id, status_msg or "junk order")
+        elif rec.state in (Outcome.SENDING, Outcome.UNKNOWN, Outcome.NOT_PLACED):
+            # NOT_PLACED: the broker contradicts a "provably not sent"; _move logs it loudly
+            self._move(rec, Outcome.ACCEPTED, order_id)
 
     # -- waiting -------------------------------------------------------------------------------
     def _wait(
@@ -255,20 +331,24 @@ class OrderDesk:
 
     def _answer_order(self, rec: ClientOrder) -> None:
         for w in self.order_waiters.pop(rec.client_order_id, []):
-            self.server.reply(w.envelope, w.json, rec.ack(duplicate=w.duplicate))
+            self.bus.reply(w.envelope, w.json, rec.ack(duplicate=w.duplicate))
 
     def _answer(self, waiters: list[Waiter], reply: Any) -> None:
         for w in waiters:
-            self.server.reply(w.envelope, w.json, reply)
+            self.bus.reply(w.envelope, w.json, reply)
 
     def expire(self, now: float) -> None:
         """Answer requests whose broker response is late: orders say pending."""
         if now < self.next_deadline():  # the usual case, checked every loop turn
             return
         for coid in [k for k, ws in self.order_waiters.items() if ws[0].deadline <= now]:
-            rec = self.book.client_orders[coid]
             log.warning("order %s: no broker response in %.1fs (pending)", coid, self.timeout)
-            self._answer_order(rec)
+            rec = self.book.client_orders.get(coid)
+            if rec is not None:
+                self._answer_order(rec)
+            else:  # the trading day turned while it waited: the events carry the outcome
+                ack = p.OrderAck(client_order_id=coid, order_id=0, status="pending")
+                self._answer(self.order_waiters.pop(coid), ack)
         for order_id in [k for k, ws in self.cancel_waiters.items() if ws[0].deadline <= now]:
             message = (
                 f"no cancel response from the broker within {self.timeout:g}s; the cancel may "
@@ -287,7 +367,7 @@ class OrderDesk:
         return bool(self.order_waiters or self.cancel_waiters)
 
     def unresolved(self) -> bool:
-        return any(r.state in (SENDING, SENT) for r in self.book.client_orders.values())
+        return bool(self.book.ledger.open_orders())
 
     def _in_flight(self, envelope: list[bytes]) -> int:
         peer = envelope[0]

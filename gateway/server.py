@@ -2,10 +2,19 @@
 
 Everything another thread wants from the bus arrives as an item in the inbox
 (a deque plus a wake-up pipe polled next to the sockets). Each loop turn:
-take items → emit events (journal.append) → journal.flush → publish → send
-replies → publish waiting ticks (a bounded number, on the quotes socket). So an
-event is in the OS before anyone can see it, a reply never overtakes the
-events it reports, and ticks never delay either.
+take items → emit events (journal.append, and the ledger takes them in) →
+journal.flush → hand orders whose intent is now journaled to the broker thread →
+publish → send replies → publish waiting ticks (a bounded number, on the quotes
+socket). So an event is in the OS before anyone can see it, an order is in the
+journal before the broker hears of it, a reply never overtakes the events it
+reports, and ticks never delay either.
+
+The journal is the one source of truth: at start the ledger (client orders,
+published orders and fills, risk counters) is rebuilt from today's journaled
+events; the broker's orders and trades fill in what the journal lacks at every
+reconnect. A journal that cannot be written (disk full) holds events back and
+refuses new orders with DISK_FULL; everything else keeps working, and the first
+write that succeeds again publishes what was held.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from qmtbus import endpoints
 from qmtbus import protocol as p
 from qmtbus.clock import trading_day
 from qmtbus.config import Config
+from qmtbus.failpoints import failpoint
 from qmtbus.gateway import commands
 from qmtbus.gateway.book import Book
 from qmtbus.gateway.handoff import (
@@ -33,10 +43,12 @@ from qmtbus.gateway.handoff import (
     BrokerEvent,
     CancelFailed,
     Item,
+    Job,
     OrderFailed,
     OrderSent,
     QuotesChecked,
     ResolvePending,
+    SendOrder,
     Snapshot,
     StateChanged,
     TicksReady,
@@ -46,7 +58,8 @@ from qmtbus.gateway.lifecycle import Lifecycle
 from qmtbus.gateway.orders import OrderDesk
 from qmtbus.gateway.quotes import QuoteDesk
 from qmtbus.gateway.risk import RiskGate
-from qmtbus.gateway.store import Store
+from qmtbus.gateway.store import rebuild
+from qmtbus.gateway.window import refusal
 from qmtbus.security import secure_server, start_authenticator
 
 log = logging.getLogger("gateway.server")
@@ -55,6 +68,8 @@ _MORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
 RESOLVE_INTERVAL = 3.0  # seconds between broker queries for orders with no known outcome
 TRIM_INTERVAL = 60.0
+# events whose journaling and publishing the failpoints events_journaled/_published watch
+_MONEY = (p.ClientOrderEvent, p.OrderEvent, p.TradeEvent, p.OrderResponseEvent, p.OrderErrorEvent)
 
 
 class Server:
@@ -72,10 +87,11 @@ class Server:
             segment_bytes=g.journal_segment_bytes,
         )
         self.epoch = self.journal.epoch
-        self.store = Store(_path(data, "gateway.sqlite"))
-        self.book = Book(self.store, trading_day, broker)
-        self.book.load_day()
+        self.book = Book(trading_day, broker.instrument)
         self.risk = RiskGate(config.risk, _path(data, "risk-state.json"))
+        self.disk_full = ""  # why the journal cannot be written now; "" when it can
+        if (Path(data) / "gateway.sqlite").exists():
+            log.info("data/gateway.sqlite is no longer read (the journal holds the orders)")
         self.state: p.GatewayState = "starting"
         self.state_reason = ""
         self.session_id = 0
@@ -89,6 +105,9 @@ class Server:
         self._wake_w.setblocking(False)
         self._out: list[tuple[bytes, bytes]] = []  # (topic, payload) to publish
         self._replies: list[list[bytes]] = []  # multipart replies to send
+        self._intents: list[SendOrder] = []  # orders to hand over once their intent is written
+        self._money = False  # this turn emitted order or fill events
+        self._acked = False  # this turn replies to an order
 
         self.ctx = zmq.Context()
         self.auth = start_authenticator(self.ctx, config)
@@ -97,8 +116,39 @@ class Server:
         self.quotes_pub = self.ctx.socket(zmq.PUB)
         self._setup_sockets()
         self.lifecycle = Lifecycle(config, broker, self.post)
-        self.orders = OrderDesk(self)
+        self.orders = OrderDesk(
+            self,
+            self.book,
+            self.risk,
+            reply_timeout=g.order_reply_timeout,
+            max_in_flight=g.max_in_flight_per_client,
+        )
         self.quotes = QuoteDesk(self, self.quotes_pub)
+        self._rebuild()
+
+    # -- the ledger from the journal ----------------------------------------------------
+    def _rebuild(self) -> None:
+        """Today's ledger from today's journaled events; then what a crash left open: the
+        risk counters, a trading state saved but never announced, orders whose outcome
+        was lost."""
+        ledger = self.book.ledger
+        events = rebuild(self.journal, ledger)
+        self.risk.restore(
+            ledger.day, [(r.strategy_name, r.notional) for r in ledger.client_orders.values()]
+        )
+        log.info(
+            "ledger of %s rebuilt from the journal: %d client orders, %d fills, %d events",
+            ledger.day,
+            len(ledger.client_orders),
+            len(ledger.fills),
+            events,
+        )
+        saved = (self.risk.trading, self.risk.trading_reason)
+        if saved[0] != (ledger.trading or ("active", ""))[0]:
+            # saved, then the process died before its note: announce it now
+            data = {"trading": saved[0], "reason": saved[1], "restored": True}
+            self.emit(p.NoteEvent(topic="trading", data=data))
+        self.orders.mark_unknown()
 
     # -- sockets -------------------------------------------------------------------
     def _setup_sockets(self) -> None:
@@ -160,15 +210,48 @@ class Server:
         )
         payload = p.msgpack_encoder.encode(event)
         self.journal.append(seq, payload)
+        self.book.apply(event)
         self._out.append((p.topic(event), payload))
+        if isinstance(event, _MONEY):
+            self._money = True
         return seq
 
+    # -- OrderDesk's port -----------------------------------------------------------------
+    def submit(self, job: Job) -> None:
+        self.lifecycle.submit(job)
+
+    def submit_after_journal(self, job: SendOrder) -> None:
+        """Hand an order to the broker thread once this turn's journal write holds its intent."""
+        self._intents.append(job)
+
+    def refusal(self, what: str) -> p.ErrorReply | None:
+        """Why the gateway cannot send an order or a cancel now, or None."""
+        if self.stopping or self.state != "ready":
+            why = (
+                "the gateway is stopping"
+                if self.stopping
+                else refusal(self.state, self.state_reason)
+            )
+            return p.ErrorReply(code=p.NOT_CONNECTED, message=f"{why}; {what}")
+        if self.disk_full:
+            return p.ErrorReply(code=p.DISK_FULL, message=_disk_full(self.disk_full, what))
+        return None
+
     def reply(self, envelope: list[bytes], json: bool, message: Any) -> None:
+        if isinstance(message, p.OrderAck):
+            self._acked = True
         self._replies.append([*envelope, p.encode(message, json=json)])
 
     def _flush(self) -> None:
-        if self._out:
-            self.journal.flush()
+        if (self._out or self.disk_full) and self._write_journal():
+            money, self._money = self._money, False
+            if money:
+                failpoint("events_journaled")
+            if self._intents:
+                failpoint("intent_written")
+                for job in self._intents:
+                    self.lifecycle.submit(job)
+                self._intents.clear()
             # Frame by frame with int flags: send_multipart's enum arithmetic costs
             # several µs per event (bench/RESULTS.md, fan-out profile).
             send = self.pub.send
@@ -176,13 +259,37 @@ class Server:
                 send(topic, _MORE)
                 send(payload)
             self._out.clear()
-        self.store.commit()
+            if money:
+                failpoint("events_published")
         send = self.router.send
         for frames in self._replies:
             for frame in frames[:-1]:
                 send(frame, _MORE)
             send(frames[-1])
         self._replies.clear()
+        if self._acked:
+            self._acked = False
+            failpoint("order_replied")
+
+    def _write_journal(self) -> bool:
+        """Flush the journal; on an OSError (disk full) hold the events back, refuse the
+        orders whose intent it could not take, and say so once."""
+        try:
+            self.journal.flush()
+        except OSError as err:
+            reason = err.strerror or str(err)
+            if not self.disk_full:
+                log.error("%s", _disk_full(reason, "new orders are refused until it can"))
+            self.disk_full = reason
+            intents, self._intents = self._intents, []
+            for job in intents:
+                message = _disk_full(reason, "order not sent")
+                self.orders.abandon(job.cmd.client_order_id, p.DISK_FULL, message)
+            return False
+        if self.disk_full:
+            log.warning("the journal takes writes again: new orders are accepted")
+            self.disk_full = ""
+        return True
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> None:
@@ -208,7 +315,7 @@ class Server:
                 self._take_requests()
             now = time.monotonic()
             self.orders.expire(now)
-            if now >= next_beat:
+            if now >= next_beat and not self.disk_full:  # heartbeats would only pile up
                 self.emit(p.HeartbeatEvent(last_seq=self.journal.last_seq, state=self.state))
                 next_beat = now + interval
             if now >= next_resolve:
@@ -224,8 +331,6 @@ class Server:
 
     def _take_items(self) -> None:
         inbox = self._inbox
-        if inbox:
-            self.store.begin()  # one transaction per loop turn; _flush commits it
         while inbox:
             item = inbox.popleft()
             try:
@@ -239,15 +344,15 @@ class Server:
         elif isinstance(item, StateChanged):
             self._set_state(item.state, item.session_id, item.reason)
         elif isinstance(item, Snapshot):
+            # outcomes and orders known only to the broker first, so that the order and
+            # trade events below carry their client_order_id
+            self.orders.resolve_from(item.orders or [], item.trades or [])
             for event in self.book.reconcile(item):
                 self.emit(event)
-            self.orders.resolve_from(item.orders or [])
-            if item.orders is not None:  # the broker's whole list: what is missing was never sent
-                self.orders.give_up_orphans(item.orders)
         elif isinstance(item, OrderSent):
             self.orders.on_sent(item.client_order_id, item.async_seq)
         elif isinstance(item, OrderFailed):
-            self.orders.on_failed(item.client_order_id, item.message)
+            self.orders.on_failed(item.client_order_id, item.message, item.called)
         elif isinstance(item, CancelFailed):
             self.orders.on_cancel_failed(item.order_id, item.message)
         elif isinstance(item, TicksReady):
@@ -291,6 +396,7 @@ class Server:
             trading_reason=self.risk.trading_reason,
             state_reason=self.state_reason,
             calendar_last_day=self.lifecycle.window.calendar_last_day,
+            disk_full=self.disk_full,
         )
 
     # -- stopping -----------------------------------------------------------------------------
@@ -320,12 +426,18 @@ class Server:
         if self.auth is not None:
             self.auth.stop()
         self.ctx.term()
-        self.journal.close()
-        self.store.close()
+        try:
+            self.journal.close()
+        except OSError as err:
+            log.error("%s", _disk_full(err.strerror or str(err), "events still held are lost"))
         # A broker callback may still arrive (a trader whose stop() timed out): its
         # send() on the closed socket fails harmlessly (post_wake).
         self._wake_r.close()
         self._wake_w.close()
+
+
+def _disk_full(reason: str, what: str) -> str:
+    return f"disk full: the gateway cannot write its journal ({reason}); {what}"
 
 
 def _path(data: str, name: str) -> Path:

@@ -19,7 +19,7 @@ from typing import Any
 
 import zmq
 
-from qmtbus import endpoints
+from qmtbus import endpoints, failpoints
 from qmtbus.config import Config, ConfigError, config_path, load_config
 from qmtbus.recorder.ingest import Ingest
 from qmtbus.recorder.query import QueryServer
@@ -27,7 +27,6 @@ from qmtbus.recorder.snapshot import Snapshotter, private_dir
 from qmtbus.recorder.state import Committed
 from qmtbus.recorder.ticks import TickRecorder
 from qmtbus.recorder.writer import (
-    FAILPOINTS,
     Database,
     DatabaseError,
     DatabaseLocked,
@@ -51,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.list_failpoints:
-        for name, where in FAILPOINTS.items():
-            print(f"{name}\t{where}")
+        print(failpoints.listing("recorder"))
         return 0
     logging.basicConfig(
         stream=sys.stderr,

@@ -50,6 +50,7 @@ TABLE_OF: dict[str, str] = {
     "order_response": "order_responses",
     "cancel_response": "cancel_responses",
     "risk_denied": "risk_denials",
+    "client_order": "client_orders",
     "note": "notes",
 }
 

@@ -42,12 +42,6 @@ STOP_RETRY_SECONDS = 5.0
 
 _json = msgspec.json.Encoder()
 
-# Where a test may crash the recorder on purpose (QMTBUS_FAILPOINT=name; qmtbus.failpoints).
-FAILPOINTS = {
-    "recorder.before_commit": "a batch is in the open DuckDB transaction, not yet committed",
-    "recorder.batch_committed": "a batch is committed in DuckDB; nothing else knows it yet",
-}
-
 
 class DatabaseLocked(Exception):
     """Another process holds the DuckDB file; str(err) is one sentence for the user."""

@@ -61,6 +61,7 @@ NOT_FOUND = "NOT_FOUND"
 TOO_LARGE = "TOO_LARGE"
 BUSY = "BUSY"
 INTERNAL = "INTERNAL"
+DISK_FULL = "DISK_FULL"
 
 GatewayState = Literal[
     "starting",
@@ -318,6 +319,34 @@ class NoteEvent(_Msg, tag="note", frozen=True, kw_only=True):
     data: dict[str, Any] = {}
 
 
+ClientOrderStatus = Literal["sending", "accepted", "rejected", "not_placed", "unknown"]
+
+
+class ClientOrderEvent(_Msg, tag="client_order", frozen=True, kw_only=True):
+    """An order placed through the gateway changed outcome. `sending` is its intent,
+    journaled before the broker call; then accepted (the broker gave `order_id`),
+    rejected (the broker refused it), not_placed (provably never sent: send it again
+    with a new client_order_id) or unknown (the gateway lost the broker's answer; it
+    looks the order up by its remark until a later client_order event resolves it)."""
+
+    account_id: str = ""
+    epoch: str = ""
+    seq: int = 0
+    ts: int = 0
+    client_order_id: str = ""
+    status: ClientOrderStatus = "sending"
+    order_id: int = 0
+    trading_day: str = ""
+    stock_code: str = ""
+    order_type: int = 0
+    order_volume: int = 0
+    price_type: int = 0
+    price: float = 0.0
+    strategy_name: str = ""
+    notional: float = 0.0
+    error_msg: str = ""
+
+
 class TickEvent(_Msg, tag="tick", frozen=True, kw_only=True):
     """The latest full tick of one symbol, on the QUOTES socket (topic "tick.<stock_code>").
 
@@ -361,6 +390,7 @@ Event = (
     | CancelResponseEvent
     | RiskDeniedEvent
     | NoteEvent
+    | ClientOrderEvent
     | TickEvent
 )
 EVENT_TYPES: tuple[type[Any], ...] = Event.__args__
@@ -548,6 +578,8 @@ class Status(_Msg, tag="status", frozen=True, kw_only=True):
     # the trading calendar's last known day ("YYYY-MM-DD"); "" when the gateway's
     # window does not use the calendar (always_open, or trading_days_only = false)
     calendar_last_day: str = ""
+    # one sentence while the journal cannot write (new orders refused DISK_FULL); "" otherwise
+    disk_full: str = ""
 
 
 class OrderAck(_Msg, tag="order_ack", frozen=True, kw_only=True):

@@ -178,6 +178,7 @@ FIELD_NOTES: dict[str, str] = {
     "Status.state_reason": "why the gateway is in its state",
     "Status.calendar_last_day": "the trading calendar's last known day, YYYY-MM-DD; empty when "
     "the window uses no calendar",
+    "Status.disk_full": "why the journal cannot be written (new orders refused); empty when it can",
     "OrderAck.duplicate": "true when this client_order_id was already accepted: nothing sent",
     "OrderAck.status": "accepted, pending or rejected (see above)",
     "OrderAck.error_msg": "the broker's reason when rejected",
@@ -187,6 +188,11 @@ FIELD_NOTES: dict[str, str] = {
     "ErrorReply.message": "human-readable sentence",
     "ErrorReply.rule": "the risk rule, for RISK_DENIED",
     "RiskDeniedEvent.message": "what broke the rule, with the numbers",
+    "ClientOrderEvent.status": "sending (the intent, before the broker call), accepted, "
+    "rejected, not_placed (provably never sent) or unknown (looked up until resolved)",
+    "ClientOrderEvent.trading_day": "the Asia/Shanghai date the client_order_id belongs to",
+    "ClientOrderEvent.notional": "what the risk gate counted for this order (CNY)",
+    "ClientOrderEvent.error_msg": "why, for rejected, not_placed and unknown",
     "SimFault.fault": "the fault to inject",
     "SimFault.value": "seconds for delay_callbacks; 1/0 for reorder_callbacks",
     "SimSetPrice.price": "the new last price",
@@ -211,6 +217,8 @@ ERROR_NOTES: dict[str, str] = {
     "TOO_LARGE": "the request is larger than the gateway accepts",
     "BUSY": "too many requests in flight from this client; retry later",
     "INTERNAL": "an unexpected fault while serving the request; the gateway keeps running",
+    "DISK_FULL": "the gateway cannot write its journal: new orders and notes are refused, "
+    "nothing was sent; status, queries, cancels and replay still work; it recovers by itself",
 }
 ORDER_TYPE_NOTES = {p.STOCK_BUY: "buy (STOCK_BUY)", p.STOCK_SELL: "sell (STOCK_SELL)"}
 PRICE_TYPE_NOTES = {

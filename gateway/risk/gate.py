@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
@@ -14,7 +14,7 @@ from typing import get_args
 from qmtbus.config import RiskConfig
 from qmtbus.gateway import ashare
 from qmtbus.gateway.risk.rules import RULES, BookView, Ctx, order_notional, trading_state
-from qmtbus.gateway.risk.state import load_state, save_state, trading_day
+from qmtbus.gateway.risk.state import RiskState, Totals, load_state, save_state, trading_day
 from qmtbus.protocol import PlaceOrder, TradingState
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,10 @@ class RiskGate:
 
     `check` decides and changes nothing; `record` counts an order that passed
     and is being sent. Both run on the gateway's command thread; a lock keeps
-    `status` readers on other threads consistent. Trading state and today's
-    counters live in `state_file` and survive a restart.
+    `status` readers on other threads consistent. The trading state lives in
+    `state_file` and survives a restart; today's counters are the gateway's
+    journal's (each order's intent carries its notional) and `restore` puts them
+    back at start, so they are never ahead of or behind the orders they count.
     """
 
     def __init__(
@@ -80,6 +82,8 @@ class RiskGate:
             commission_rate=config.commission_rate, commission_min=config.commission_min
         )
         self._state = load_state(self.state_file)
+        # counters in files written by older versions are not a source of truth
+        self._state.trading_day, self._state.account, self._state.strategies = "", Totals(), {}
         self._bucket = TokenBucket(config.max_orders_per_second, now())
         self._rules = RULES if config.enabled else (trading_state,)
         self._passed: tuple[PlaceOrder, float | None] | None = None
@@ -104,7 +108,15 @@ class RiskGate:
                 self._now(), dt.UTC
             ).isoformat(timespec="seconds")
             log.warning("trading is now %s%s", state, f" ({reason})" if reason else "")
-            save_state(self.state_file, self._state)
+            # only the kill switch is saved: the counters come from the journal
+            save_state(
+                self.state_file,
+                RiskState(
+                    trading=state,
+                    trading_reason=reason,
+                    trading_changed_at=self._state.trading_changed_at,
+                ),
+            )
 
     def check(self, order: PlaceOrder, book: BookView) -> Denial | None:
         """The first rule the order breaks, or None when it may go to the broker."""
@@ -131,11 +143,10 @@ class RiskGate:
             self._passed = (order, ctx.notional)
         return None
 
-    def record(self, order: PlaceOrder, book: BookView | None = None) -> None:
+    def record(self, order: PlaceOrder, book: BookView | None = None) -> float:
         """Count an order that passed `check` and is going to the broker (rate
-        limit and daily caps). Without `book`, a market order is valued as in the
-        `check` that just passed it. A failed save is logged, not raised: the
-        order still goes and this process keeps counting; only a restart would forget."""
+        limit and daily caps); returns the notional it counted. Without `book`, a
+        market order is valued as in the `check` that just passed it."""
         now = self._now()
         if book is not None:
             notional = order_notional(order, book)
@@ -147,7 +158,11 @@ class RiskGate:
             self._passed = None
             self._bucket.take(now)
             self._state.add(trading_day(now), order.strategy_name, notional or 0.0)
-            try:
-                save_state(self.state_file, self._state, durable=False)
-            except OSError as err:
-                log.error("cannot save risk state to %s: %s", self.state_file, err)
+        return notional or 0.0
+
+    def restore(self, day: str, orders: Iterable[tuple[str, float]]) -> None:
+        """Count again the orders of `day` (strategy_name, notional) that the journal
+        holds, after a restart; the rate limit starts fresh."""
+        with self._lock:
+            for strategy_name, notional in orders:
+                self._state.add(day, strategy_name, notional)

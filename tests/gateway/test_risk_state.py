@@ -103,11 +103,18 @@ def test_given_max_orders_per_day_then_the_next_is_denied_until_the_next_day(
     _send(gate, buy(), Book())
 
 
-def test_given_daily_counts_then_a_restart_the_same_day_keeps_them(tmp_path: Path) -> None:
+def test_given_daily_counts_then_a_restart_restores_them_from_the_journal_not_the_file(
+    tmp_path: Path,
+) -> None:
     clock = Clock()
     gate = make_gate(tmp_path, clock, max_orders_per_day=1)
-    _send(gate, buy(), Book())
-    denied(make_gate(tmp_path, clock, max_orders_per_day=1), buy(), Book(), "max_orders_per_day")
+    order = buy()
+    notional = gate.record(order, Book()) if gate.check(order, Book()) is None else 0.0
+    assert notional > 0
+    again = make_gate(tmp_path, clock, max_orders_per_day=1)
+    passes(again, buy(), Book())  # the file holds no counters
+    again.restore(trading_day(clock()), [("", notional)])  # what the journal's intents hold
+    denied(again, buy(), Book(), "max_orders_per_day")
 
 
 def test_given_counts_before_shanghai_midnight_then_they_reset_at_it(tmp_path: Path) -> None:
