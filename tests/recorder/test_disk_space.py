@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from qmtbus import protocol
-from qmtbus.recorder.snapshot import MB, Snapshotter
+from qmtbus.recorder.snapshot import MB, Snapshotter, private_dir
 from qmtbus.recorder.state import Committed
 from qmtbus.recorder.writer import Batch, Database, Writer
 
@@ -23,7 +23,7 @@ E = "20261124T010000Z-disk00"
 
 @pytest.fixture
 def db(tmp_path: Path) -> Any:
-    database = Database(str(tmp_path / "r.duckdb"))
+    database = Database(str(tmp_path / "r.duckdb"), private_dir(tmp_path / "snap.duckdb"))
     database.setup()
     yield database
     database.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from qmtbus import protocol
-from qmtbus.recorder.writer import FAILPOINTS
+from qmtbus.failpoints import POINTS
 from tests.recorder.helpers import (
     STARTED,
     send_notes,
@@ -115,7 +115,9 @@ def test_given_a_damaged_frame_mid_epoch_then_later_frames_are_recorded_and_the_
     gateway.stop()
 
 
-@pytest.mark.parametrize("point", sorted(FAILPOINTS))
+@pytest.mark.parametrize(
+    "point", sorted(n for n, (prog, _) in POINTS.items() if prog == "recorder")
+)
 def test_given_a_crash_at_each_recorder_failpoint_then_a_restart_stores_every_seq_once(
     stack: Stack, point: str
 ) -> None:
