@@ -10,8 +10,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-setup: $(BIN)/python
+# Installed once, again only when pyproject.toml changes: `make run` then starts offline.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
+	touch $@
+
+setup: $(VENV)/.installed
 
 setup-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
@@ -21,9 +25,12 @@ node:
 	else echo "npm not found: skipping the Node client install (its tests will skip)"; fi
 
 # supervisord gives its programs TZ=Asia/Shanghai; TZ here makes its own log agree.
+# exec: supervisord replaces the shell, so Ctrl-C stops it cleanly and make reports no
+# "Interrupt" (supervisord stops its programs and exits 0).
 run: setup
-	mkdir -p logs run data
-	TZ=Asia/Shanghai $(BIN)/supervisord -c supervisord.conf
+	@mkdir -p logs run data
+	@echo "qmtbus: starting gateway, recorder and scheduler under supervisord (Ctrl-C stops all)"
+	@TZ=Asia/Shanghai exec $(BIN)/supervisord -c supervisord.conf
 
 stop:
 	$(BIN)/supervisorctl -c supervisord.conf shutdown
