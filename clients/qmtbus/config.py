@@ -88,7 +88,8 @@ class SimConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True)
     transfer_fee_rate: NonNegFloat = 0.00001
     market_hours: bool = False
     tick_interval: PositiveFloat = 0.5
-    volatility: NonNegFloat = 0.002
+    # per step of the walk: 0.00005 every 0.5 s moves a price about 2% a day, round the clock
+    volatility: NonNegFloat = 0.00005
     tick_file: str = ""
     # volume available at the best price per tick; larger orders fill in parts
     depth_volume: PositiveInt = 10_000
