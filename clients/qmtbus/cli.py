@@ -333,6 +333,23 @@ def cmd_config(args: argparse.Namespace, config: Config) -> int:
     return OK
 
 
+def cmd_duckdb(args: argparse.Namespace, config: Config) -> int:
+    from pathlib import Path
+
+    from qmtbus.sqlshell import run_shell
+
+    return run_shell(Path(args.file or config.recorder.snapshot_path), args.command_sql)
+
+
+def cmd_jobs(args: argparse.Namespace, config: Config) -> int:
+    from qmtbus.jobs_table import job_rows, jobs_text
+
+    path, rows = job_rows(config)
+    found = path.is_file()
+    _out(args, rows, lambda: jobs_text(path, rows, found))
+    return OK
+
+
 def cmd_keys_new(args: argparse.Namespace, config: Config) -> int:
     keys = _optional("qmtbus.keys")
     if keys is None or not hasattr(keys, "main_new"):
@@ -445,6 +462,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sql")
     p.add_argument("--limit", type=int, default=10_000)
     add("config", cmd_config, "which config file the CLI uses, and its effective values")
+    p = add("duckdb", cmd_duckdb, "an SQL shell on the recorder's snapshot (read-only)")
+    p.add_argument("file", nargs="?", help="a DuckDB file (default: recorder.snapshot_path)")
+    p.add_argument("-c", dest="command_sql", metavar="SQL", help="run one statement and exit")
+    add("jobs", cmd_jobs, "the scheduler's jobs: next run, last outcome, why skipped")
     keys = add("keys", cmd_keys_new, "CURVE key files")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     p = keys_sub.add_parser("new", parents=[common], help="write a new key pair NAME.key(_secret)")
