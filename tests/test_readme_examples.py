@@ -1,0 +1,123 @@
+"""Every shell and Python block of README.md runs as written against a running system.
+
+The system is the real thing: gateway (on the simulator, its default market),
+recorder and scheduler, started by tests/support.py on free ports. The blocks run
+in a folder that looks like the repository to them: its `qmtbus.toml` is the
+system's config (the only rewrite: the ports and paths) and `.venv` is this
+interpreter's. Lines that set up or stop the whole installation (make, pip,
+npm, supervisord) are the ones not run; everything else must exit 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import ROOT, Proc, Stack, start_gateway, wait_for
+
+# Set-up and whole-system lines: they install, test or stop the installation itself.
+NOT_RUN = (
+    "make ",
+    "python3 -m venv",
+    "(cd clients/node",
+    ".venv/bin/pytest",
+    ".venv/bin/supervisord",
+    ".venv/bin/supervisorctl",
+)
+BLOCK = re.compile(r"^```(sh|python)\n(.*?)^```", re.S | re.M)
+
+
+def blocks(kind: str) -> list[tuple[int, str]]:
+    text = (ROOT / "README.md").read_text()
+    return [
+        (text.count("\n", 0, m.start()) + 1, m.group(2))
+        for m in BLOCK.finditer(text)
+        if m.group(1) == kind
+    ]
+
+
+def runnable(block: str) -> str:
+    lines = [line for line in block.splitlines() if not line.strip().startswith(NOT_RUN)]
+    return "\n".join(lines).strip()
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    # The simulator's own defaults (the README's market), not the test suite's faster ticks.
+    stack = Stack(tmp_path_factory.mktemp("readme"), {"sim": {"tick_interval": 0.5}})
+    (stack.dir / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    gateway = start_gateway(stack)
+    recorder = Proc("recorder", stack).start()
+    scheduler = Proc("scheduler", stack).start()
+    procs = [scheduler, recorder, gateway]
+    try:
+        wait_for(
+            lambda: Path(stack.dir / "data" / "scheduler-state.json").exists(),
+            30,
+            "the scheduler's state file",
+        )
+        wait_for(
+            lambda: (stack.data_dir / "snapshot.duckdb").exists(), 30, "the recorder's snapshot"
+        )
+        yield stack
+    finally:
+        for proc in procs:
+            if proc.alive():
+                proc.stop()
+
+
+def run_block(stack: Stack, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "QMTBUS_CONFIG"}
+    env["PATH"] = f"{stack.dir / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    with subprocess.Popen(
+        argv,
+        cwd=stack.dir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # whatever the block left in the background ends with it
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=120)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+SHELL_BLOCKS = [(line, runnable(b)) for line, b in blocks("sh") if runnable(b)]
+
+
+@pytest.mark.parametrize(("line", "script"), SHELL_BLOCKS, ids=lambda v: str(v)[:12])
+def test_given_a_running_system_then_each_readme_shell_block_runs_as_written(
+    system: Stack, line: int, script: str
+) -> None:
+    done = run_block(system, ["bash", "-e", "-x", "-o", "pipefail", "-c", script])
+    assert done.returncode == 0, f"README line {line}:\n{done.stderr}\n{done.stdout}"
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(("line", "block"), blocks("python"), ids=lambda v: str(v)[:12])
+def test_given_a_running_system_then_each_readme_python_block_runs_as_written(
+    system: Stack, line: int, block: str
+) -> None:
+    script = system.dir / f"readme_{line}.py"
+    script.write_text(block)
+    done = run_block(system, [sys.executable, str(script)])
+    assert done.returncode == 0, f"README line {line}:\n{done.stderr}\n{done.stdout}"
+    assert done.stdout.strip(), "the example printed nothing"
+
+
+def test_given_the_readme_then_it_has_shell_and_python_examples_to_run() -> None:
+    assert len(SHELL_BLOCKS) >= 3 and len(blocks("python")) >= 1
+    assert all("10.50" not in b for _, b in blocks("sh") + blocks("python"))
