@@ -22,6 +22,7 @@ import zmq
 from qmtbus.config import Config, ConfigError, config_path, load_config
 from qmtbus.recorder.ingest import Ingest
 from qmtbus.recorder.query import QueryServer
+from qmtbus.recorder.retention import HeartbeatRetention
 from qmtbus.recorder.snapshot import Snapshotter
 from qmtbus.recorder.state import Committed
 from qmtbus.recorder.ticks import TickRecorder
@@ -78,7 +79,8 @@ def _run(config: Config, db: Database, stop: threading.Event) -> int:
     progress = db.progress()
     newest = max(((e, s) for e, (s, _) in progress.items()), default=("", 0))
     committed.load(newest[0], newest[1], db.count("events"), db.count("bad_events"))
-    writer = Writer(db, committed, rc.write_retry_seconds)
+    retention = HeartbeatRetention(rc.heartbeat_days)
+    writer = Writer(db, committed, rc.write_retry_seconds, retention)
     writer.load(progress)
     ctx: zmq.Context[Any] = zmq.Context.instance()
     auth = start_authenticator(ctx, config)
@@ -96,7 +98,7 @@ def _run(config: Config, db: Database, stop: threading.Event) -> int:
     ticks = TickRecorder(config, db) if rc.tick_symbols else None
     writer.start()
     query.start()
-    snapshots = Snapshotter(rc.snapshot_path, rc.snapshot_interval, db, committed)
+    snapshots = Snapshotter(rc.snapshot_path, rc.snapshot_interval, db, committed, retention)
     snapshots.start()
     if ticks is not None:
         ticks.start()

@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 
 from qmtbus.recorder import schema
+from qmtbus.recorder.retention import HeartbeatRetention
 from qmtbus.recorder.state import Committed
 from qmtbus.recorder.writer import Database
 
@@ -38,7 +39,15 @@ MAX_SHARE = 0.1
 class Snapshotter:
     """Refreshes the snapshot file on its own thread while anything new was committed."""
 
-    def __init__(self, path: str, interval: float, db: Database, committed: Committed) -> None:
+    def __init__(
+        self,
+        path: str,
+        interval: float,
+        db: Database,
+        committed: Committed,
+        retention: HeartbeatRetention | None = None,
+    ) -> None:
+        self.retention = retention
         self.path = Path(path)
         self.interval = interval
         self.db = db
@@ -135,6 +144,8 @@ class Snapshotter:
                         f"INSERT INTO {ALIAS}.{table} SELECT * FROM {source}.{table} WHERE {where}",
                         params,
                     )
+            if self.retention is not None:
+                self.retention.prune_copy(cur, f"{ALIAS}.events")
             for table in REPLACED:
                 cur.execute(f"DELETE FROM {ALIAS}.{table}")
                 cur.execute(f"INSERT INTO {ALIAS}.{table} SELECT * FROM {source}.{table}")

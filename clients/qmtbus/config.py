@@ -185,6 +185,9 @@ class RecorderConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
     write_retry_seconds: PositiveFloat = 1.0
     query_row_limit: PositiveInt = 100_000
     status_file: str = "data/recorder-status.json"
+    # heartbeats (one a second) older than this are deleted; every other event is kept
+    # for ever. 0: keep heartbeats for ever too.
+    heartbeat_days: NonNegFloat = 2.0
     # codes whose ticks go into the `ticks` table (docs/quotes.md); empty: no ticks
     tick_symbols: list[Annotated[str, Meta(pattern=r"^[0-9]{6}\.(SH|SZ|BJ)$")]] = []
 
