@@ -17,7 +17,7 @@ from qmtbus import protocol
 from qmtbus.config import SimConfig
 from qmtbus.gateway.ashare import round_price, sell_volume_error
 from qmtbus.gateway.broker.sim.market import initial_price
-from tests.support import Proc, Stack, free_port, start_gateway, wait_for
+from tests.support import ROOT, Proc, Stack, free_port, start_gateway, wait_for
 
 CODE = "600000.SH"
 PYTHON_START = 1.5  # a loaded machine may take this long to start the interpreter
@@ -466,3 +466,68 @@ def test_given_sell_150_of_500_then_the_lot_rule_is_named_without_odd_shares() -
     message = sell_volume_error(CODE, 150, 500)
     assert message == "sell in lots of 100 shares: 150 is not a multiple of 100"
     assert "all 50 odd shares" in (sell_volume_error(CODE, 130, 550) or "")
+
+
+def test_given_a_running_scheduler_then_jobs_shows_next_run_last_outcome_and_stale_config(
+    stack: Stack, gateway: Proc
+) -> None:
+    marker = stack.dir / "ran.txt"
+    every_second = {
+        "name": "every_second",
+        "cron": "* * * * * *",
+        "callable": "tests.scheduler.jobs_for_tests:mark",
+        "args": {"marker": str(marker)},
+        "trading_days_only": False,
+    }
+    stack.write_config(scheduler={"jobs": [every_second], "after_close_snapshot": False})
+    before = qmtbus(stack, "jobs")
+    assert before.returncode == 0 and "the scheduler has not run with this config" in before.stdout
+    scheduler = Proc("scheduler", stack, env={"PYTHONPATH": str(ROOT)}).start()
+    try:
+
+        def ran() -> Any:
+            rows = {r["job"]: r for r in parsed(qmtbus(stack, "--json", "jobs"))}
+            return rows if rows["every_second"]["outcome"] == "ok" else None
+
+        rows = wait_for(ran, 30, "the job's first run")
+        assert rows["every_second"]["next_run"] and rows["every_second"]["last_run"]
+        assert rows["pre_open_check"]["cron"] == "20 9 * * *"
+        assert rows["after_close_snapshot"]["enabled"] is False
+        assert "job every_second: next run 20" in scheduler.log()  # logged at start
+        added = {**every_second, "name": "added_later"}
+        stack.write_config(scheduler={"jobs": [every_second, added]})
+        table = qmtbus(stack, "jobs").stdout
+        [line] = [line for line in table.splitlines() if line.startswith("added_later")]
+        assert "restart it to pick up job changes" in line
+    finally:
+        scheduler.stop()
+
+
+def test_given_a_snapshot_then_qmtbus_duckdb_runs_sql_on_it_with_the_installed_duckdb(
+    stack: Stack, gateway: Proc
+) -> None:
+    recorder = Proc("recorder", stack).start()
+    seq = parsed(qmtbus(stack, "--json", "note", "analyst"))["seq"]
+    sql = f"SELECT topic FROM notes WHERE seq = {seq}"
+    try:
+
+        def in_snapshot() -> subprocess.CompletedProcess[str] | None:
+            done = qmtbus(stack, "duckdb", "-c", sql)
+            return done if done.returncode == 0 and "analyst" in done.stdout else None
+
+        one = wait_for(in_snapshot, 60, "the note in the snapshot")
+    finally:
+        recorder.stop()
+    assert one.stdout.splitlines()[0].strip() == "topic" and one.stderr == ""
+    shell = subprocess.run(
+        [sys.executable, "-m", "qmtbus.cli", "--config", str(stack.config_path), "duckdb"],
+        input="SELECT\n 41 + 1 AS answer;\n.tables\nSELECT nope;\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shell.returncode == 0, shell.stderr
+    assert "answer" in shell.stdout and "42" in shell.stdout and "orders_today" in shell.stdout
+    assert shell.stderr.startswith("error: ") and "nope" in shell.stderr
+    missing = qmtbus(stack, "duckdb", str(stack.dir / "none.duckdb"))
+    assert missing.returncode == 2 and "no snapshot at" in missing.stderr
