@@ -34,7 +34,7 @@ NOT_RUN = (
     ".venv/bin/supervisord",
     ".venv/bin/supervisorctl",
 )
-BLOCK = re.compile(r"^```(sh|python|js)\n(.*?)^```", re.S | re.M)
+BLOCK = re.compile(r"^```(sh|python|js|console)\n(.*?)^```", re.S | re.M)
 NODE = shutil.which("node")
 NODE_DIR = ROOT / "clients" / "node"
 # Pages whose Python blocks are whole programs (the rest show fragments of the code).
@@ -81,24 +81,28 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def run_block(stack: Stack, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a block to its end; what it left in the background (`tail ... &`) is ended then,
+    and does not hold the block up (its output goes to files, not pipes)."""
     env = {k: v for k, v in os.environ.items() if k != "QMTBUS_CONFIG"}
     env["PATH"] = f"{stack.dir / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    with subprocess.Popen(
-        argv,
-        cwd=stack.dir,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # whatever the block left in the background ends with it
-    ) as proc:
+    out, err = stack.dir / "block.out", stack.dir / "block.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        proc = subprocess.Popen(
+            argv,
+            cwd=stack.dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,  # whatever the block left in the background ends with it
+        )
         try:
-            out, err = proc.communicate(timeout=120)
+            proc.wait(timeout=120)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-        return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+            proc.wait()
+    return subprocess.CompletedProcess(argv, proc.returncode, out.read_text(), err.read_text())
 
 
 SHELL_BLOCKS = [(line, runnable(b)) for line, b in blocks("sh") if runnable(b)]
@@ -107,6 +111,13 @@ DOCS_SHELL_BLOCKS = [
     for page in ("docs/recorder.md", "docs/scheduler.md", "docs/quotes.md", "docs/operations.md")
     for line, b in blocks("sh", page)
     if runnable(b)
+]
+# `console` blocks show a session: the `$ ` lines are the commands, the rest their output.
+DOCS_SHELL_BLOCKS += [
+    (page, line, script)
+    for page in ("docs/operations.md",)
+    for line, b in blocks("console", page)
+    if (script := runnable("\n".join(x[2:] for x in b.splitlines() if x.startswith("$ "))))
 ]
 
 
