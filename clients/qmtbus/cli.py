@@ -1,7 +1,9 @@
 """The `qmtbus` command: talk to the gateway (and the recorder) from a shell.
 
 Exit codes: 0 ok, 1 the gateway answered with an error (or the broker rejected
-the order), 2 usage or config error, 3 gateway unreachable / silent.
+the order, or a cancel was refused), 2 usage or config error, 3 gateway or recorder
+unreachable (a connect check comes first, so that is said at once) or silent.
+The config: --config, else $QMTBUS_CONFIG, else ./qmtbus.toml, else the defaults.
 Errors are one sentence on stderr; `--json` prints msgspec JSON for scripts.
 """
 
@@ -279,6 +281,10 @@ def _print_ticks(args: argparse.Namespace, stream: QuoteStream, config: Config) 
     while args.count is None or shown < args.count:
         tick = stream.next(timeout=None if silence == float("inf") else silence)
         if tick is None:
+            try:
+                check_listening(config.gateway.commands_address, "gateway")
+            except GatewayUnreachable:
+                stream.hold = False  # gone: nothing to unsubscribe, so do not wait on it
             raise GatewaySilent(
                 f"no tick from the gateway at {config.gateway.quotes_address} for {silence:g} s "
                 "(--silence) — is it running, and is the market open?",
@@ -302,7 +308,10 @@ def cmd_quote(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_ticks(args: argparse.Namespace, config: Config) -> int:
     codes = [cli_input.stock_code(c) for c in args.codes]
-    with _gateway(config) as gw, gw.quote_stream(*codes) as stream:
+    silence = _silence(args)
+    # give up on silence before renewing into a dead gateway (20 s of retries, a warning)
+    quiet = {} if silence == float("inf") else {"resubscribe_after": max(10.0, silence + 1)}
+    with _gateway(config) as gw, gw.quote_stream(*codes, **quiet) as stream:
         return _print_ticks(args, stream, config)
 
 
@@ -386,7 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qmtbus",
         description="Talk to a qmtbus gateway: status, orders, events.",
-        epilog="exit codes: 0 ok, 1 gateway error, 2 usage/config error, 3 unreachable",
+        epilog=(
+            "exit codes: 0 ok, 1 gateway error, 2 usage/config error, 3 unreachable or silent. "
+            "Config: --config, else $QMTBUS_CONFIG, else ./qmtbus.toml, else the defaults."
+        ),
     )
     parser.add_argument("--config", default=None, help="TOML config (or $QMTBUS_CONFIG)")
     parser.add_argument("--json", action="store_true", default=False, help="JSON output")

@@ -531,3 +531,25 @@ def test_given_a_snapshot_then_qmtbus_duckdb_runs_sql_on_it_with_the_installed_d
     assert shell.stderr.startswith("error: ") and "nope" in shell.stderr
     missing = qmtbus(stack, "duckdb", str(stack.dir / "none.duckdb"))
     assert missing.returncode == 2 and "no snapshot at" in missing.stderr
+
+
+def test_given_ticks_when_the_gateway_dies_then_one_message_and_exit_3_after_the_silence(
+    stack: Stack, gateway: Proc
+) -> None:
+    stack.write_config(client={"timeout": 5.0, "retries": 3})  # the defaults: 20 s of retries
+    cli = [sys.executable, "-m", "qmtbus.cli", "--config", str(stack.config_path)]
+    with subprocess.Popen(
+        [*cli, "ticks", CODE, "--silence", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as ticks:
+        assert ticks.stdout is not None and ticks.stderr is not None
+        line = ticks.stdout.readline()
+        assert CODE in line, line + ticks.stderr.read()  # ticking
+        gateway.kill()
+        killed = time.monotonic()
+        assert ticks.wait(30) == 3
+        assert time.monotonic() - killed < 3 + 3 + PYTHON_START  # the silence, then out
+        err = ticks.stderr.read()
+        assert err.count("\n") == 1 and "no tick" in err and "for 3 s" in err, err
