@@ -23,7 +23,7 @@ import msgspec
 from qmtbus import cli_input, protocol, table
 from qmtbus.client import Gateway, RecorderClient
 from qmtbus.config import CONFIG_ENV, Config, ConfigError, load_config
-from qmtbus.errors import GatewayError, GatewaySilent, GatewayUnreachable
+from qmtbus.errors import GatewayError, GatewaySilent, GatewayUnreachable, RiskDenied
 from qmtbus.reach import check_listening
 from qmtbus.stream import EVENT_TYPE_NAMES, QUOTE_TYPE_NAMES, EventStream, QuoteStream
 
@@ -131,20 +131,21 @@ def cmd_order(args: argparse.Namespace, config: Config) -> int:
             "quote), or give --price-type 5 for the latest price"
         )
     with _gateway(config) as gw:
-        tick = _known_quote(gw, code)
         if isinstance(price, str):
-            price = cli_input.quote_level(tick, price) if tick is not None else None
-            if price is None:
-                raise UsageError(f"no live quote of {code} to take --price {args.price} from")
-        ack = gw.order(
-            code,
-            args.order_type,
-            volume,
-            price or 0.0,
-            price_type=price_type,
-            strategy_name=args.strategy,
-            client_order_id=args.id,
-        )
+            price = cli_input.quote_level(_quote(gw, code), price)
+        try:
+            ack = gw.order(
+                code,
+                args.order_type,
+                volume,
+                price or 0.0,
+                price_type=price_type,
+                strategy_name=args.strategy,
+                client_order_id=args.id,
+            )
+        except RiskDenied:
+            _quote(gw, code)  # a code the broker does not know is said to be unknown
+            raise
     _out(args, ack, _kv(ack))
     if ack.status == "rejected":
         _error(f"the broker rejected order {ack.client_order_id}: {ack.error_msg or 'no reason'}")
@@ -152,18 +153,18 @@ def cmd_order(args: argparse.Namespace, config: Config) -> int:
     return OK
 
 
-def _known_quote(gw: Gateway, code: str) -> protocol.TickEvent | None:
-    """The live quote of `code`; an unknown code is said to be unknown, before any order."""
+def _quote(gw: Gateway, code: str) -> protocol.TickEvent:
+    """The live quote of `code`; an unknown code is refused as unknown, in those words."""
     try:
         return gw.quotes([code])[0]
     except GatewayError as err:
-        if err.code == protocol.NOT_FOUND:
-            raise GatewayError(
-                protocol.NOT_FOUND,
-                f"unknown stock code {code}: the broker has no quote for it; check the number "
-                "and the exchange (600000.SH is Shanghai, 000001.SZ Shenzhen)",
-            ) from None
-        return None  # no quotes here (a broker without market data): the gateway decides
+        if err.code != protocol.NOT_FOUND:
+            raise
+        raise GatewayError(
+            protocol.NOT_FOUND,
+            f"unknown stock code {code}: the broker has no quote for it; check the number and "
+            "the exchange (600000.SH is Shanghai, 000001.SZ Shenzhen)",
+        ) from None
 
 
 def cmd_cancel(args: argparse.Namespace, config: Config) -> int:

@@ -21,7 +21,17 @@ BUILTINS = (
     ("pre_open_check", "pre_open_check", "pre_open_cron"),
     ("after_close_snapshot", "after_close_snapshot", "after_close_cron"),
 )
-HEADERS = ["job", "cron", "enabled", "next_run", "last_run", "outcome", "last_skipped", "note"]
+HEADERS = [
+    "job",
+    "cron",
+    "days",
+    "enabled",
+    "next_run",
+    "last_run",
+    "outcome",
+    "last_skipped",
+    "note",
+]
 
 
 def job_rows(config: Config) -> tuple[Path, list[dict[str, Any]]]:
@@ -33,10 +43,13 @@ def job_rows(config: Config) -> tuple[Path, list[dict[str, Any]]]:
     except (OSError, msgspec.DecodeError):
         state = None
     known: dict[str, Any] = (state or {}).get("jobs", {})
-    configured = [(name, getattr(s, cron), bool(getattr(s, on))) for name, on, cron in BUILTINS]
-    configured += [(j.name, j.cron, j.enabled) for j in s.jobs]
+    # built-ins run on trading days only, like a job's default
+    configured = [
+        (name, getattr(s, cron), bool(getattr(s, on)), True) for name, on, cron in BUILTINS
+    ]
+    configured += [(j.name, j.cron, j.enabled, j.trading_days_only) for j in s.jobs]
     rows = []
-    for name, cron, enabled in configured:
+    for name, cron, enabled, trading_days_only in configured:
         rec = known.get(name) or {}
         last, skipped = rec.get("last_run") or {}, rec.get("last_skipped") or {}
         note = rec.get("next_run_error", "")
@@ -46,6 +59,8 @@ def job_rows(config: Config) -> tuple[Path, list[dict[str, Any]]]:
             {
                 "job": name,
                 "cron": cron,
+                # why a cron time on a weekend or holiday never runs: "trading" days only
+                "days": "trading" if trading_days_only else "all",
                 "enabled": enabled,
                 "next_run": rec.get("next_run"),
                 "last_run": last.get("scheduled_for"),
@@ -75,7 +90,8 @@ def jobs_text(path: Path, rows: list[dict[str, Any]], state_found: bool) -> str:
         HEADERS,
         [
             [
-                *(r["job"], r["cron"], r["enabled"], _short(r["next_run"]), _short(r["last_run"])),
+                *(r["job"], r["cron"], r["days"], r["enabled"]),
+                *(_short(r["next_run"]), _short(r["last_run"])),
                 *(r["outcome"], r["last_skipped"], r["note"]),
             ]
             for r in rows

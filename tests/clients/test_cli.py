@@ -492,6 +492,7 @@ def test_given_a_running_scheduler_then_jobs_shows_next_run_last_outcome_and_sta
         rows = wait_for(ran, 30, "the job's first run")
         assert rows["every_second"]["next_run"] and rows["every_second"]["last_run"]
         assert rows["pre_open_check"]["cron"] == "20 9 * * *"
+        assert (rows["pre_open_check"]["days"], rows["every_second"]["days"]) == ("trading", "all")
         assert rows["after_close_snapshot"]["enabled"] is False
         assert "job every_second: next run 20" in scheduler.log()  # logged at start
         added = {**every_second, "name": "added_later"}
