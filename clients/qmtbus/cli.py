@@ -29,6 +29,7 @@ from qmtbus.stream import EVENT_TYPE_NAMES, QUOTE_TYPE_NAMES, EventStream, Quote
 
 OK, GATEWAY_ERROR, USAGE, UNREACHABLE = 0, 1, 2, 3
 LOCAL_CONFIG = "qmtbus.toml"
+CONFIG_HELP = "TOML config (else $QMTBUS_CONFIG, else ./qmtbus.toml)"
 SILENCE = 15.0  # seconds a streaming command waits for anything before it gives up (exit 3)
 
 
@@ -385,7 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     # subcommand's default from overwriting a value given before it.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--config", default=argparse.SUPPRESS, help="TOML config (or $QMTBUS_CONFIG)"
+        "--config",
+        default=argparse.SUPPRESS,
+        help="TOML config (else $QMTBUS_CONFIG, else ./qmtbus.toml)",
     )
     common.add_argument(
         "--json",
@@ -401,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Config: --config, else $QMTBUS_CONFIG, else ./qmtbus.toml, else the defaults."
         ),
     )
-    parser.add_argument("--config", default=None, help="TOML config (or $QMTBUS_CONFIG)")
+    parser.add_argument("--config", default=None, help=CONFIG_HELP)
     parser.add_argument("--json", action="store_true", default=False, help="JSON output")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
