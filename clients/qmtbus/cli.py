@@ -31,6 +31,7 @@ OK, GATEWAY_ERROR, USAGE, UNREACHABLE = 0, 1, 2, 3
 LOCAL_CONFIG = "qmtbus.toml"
 CONFIG_HELP = "TOML config (else $QMTBUS_CONFIG, else ./qmtbus.toml)"
 SILENCE = 15.0  # seconds a streaming command waits for anything before it gives up (exit 3)
+NEVER = 2e6  # --silence 0: 23 days, the longest a ZeroMQ poll takes (int32 milliseconds)
 
 
 class UsageError(Exception):
@@ -235,7 +236,7 @@ def cmd_tail(args: argparse.Namespace, config: Config) -> int:
 def _silence(args: argparse.Namespace) -> float:
     if args.silence < 0:
         raise UsageError("--silence takes seconds, 0 or more (0: wait for ever)")
-    return args.silence if args.silence > 0 else float("inf")
+    return args.silence if args.silence > 0 else NEVER
 
 
 def _check_held(config: Config, text: str, epoch: str, seq: int) -> None:
@@ -281,7 +282,7 @@ def _print_ticks(args: argparse.Namespace, stream: QuoteStream, config: Config) 
     silence = _silence(args)
     shown = 0
     while args.count is None or shown < args.count:
-        tick = stream.next(timeout=None if silence == float("inf") else silence)
+        tick = stream.next(timeout=None if silence == NEVER else silence)
         if tick is None:
             try:
                 check_listening(config.gateway.commands_address, "gateway")
@@ -312,7 +313,7 @@ def cmd_ticks(args: argparse.Namespace, config: Config) -> int:
     codes = [cli_input.stock_code(c) for c in args.codes]
     silence = _silence(args)
     # give up on silence before renewing into a dead gateway (20 s of retries, a warning)
-    quiet = {} if silence == float("inf") else {"resubscribe_after": max(10.0, silence + 1)}
+    quiet = {} if silence == NEVER else {"resubscribe_after": max(10.0, silence + 1)}
     with _gateway(config) as gw, gw.quote_stream(*codes, **quiet) as stream:
         return _print_ticks(args, stream, config)
 

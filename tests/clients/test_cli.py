@@ -159,7 +159,7 @@ def test_given_note_with_json_data_then_its_seq_is_printed_and_bad_json_is_a_usa
 def test_given_tail_with_count_and_json_then_lines_parse_back_as_events_in_seq_order(
     stack: Stack, gateway: Proc
 ) -> None:
-    done = qmtbus(stack, "tail", "--type", "heartbeat", "--count", "2", "--json")
+    done = qmtbus(stack, "tail", "--type", "heartbeat", "--count", "2", "--json", "--silence", "0")
     assert done.returncode == 0, done.stderr
     events = [protocol.event_json_decoder.decode(line) for line in done.stdout.splitlines()]
     assert [type(e) for e in events] == [protocol.HeartbeatEvent] * 2
@@ -192,7 +192,7 @@ def test_given_quote_and_ticks_then_latest_tick_and_streamed_ticks_parse_back(
     assert tick.stock_code == CODE and tick.lastPrice == last_price()
     table = qmtbus(stack, "quote", CODE).stdout
     assert table.splitlines()[0].split()[:3] == ["code", "time", "last"] and CODE in table
-    done = qmtbus(stack, "ticks", CODE, "--count", "2", "--json")
+    done = qmtbus(stack, "ticks", CODE, "--count", "2", "--json", "--silence", "0")
     ticks = [protocol.event_json_decoder.decode(line) for line in done.stdout.splitlines()]
     assert [(type(t), t.stock_code) for t in ticks] == [(protocol.TickEvent, CODE)] * 2
 
