@@ -11,12 +11,17 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# the processes need the server extra; `pip install qmtbus` alone is the client
-setup: $(BIN)/python
+# the processes need the server extra; `pip install qmtbus` alone is the client.
+# Installed once, again only when pyproject.toml changes: `make run` then starts offline.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[server]'
+	touch $@
+
+setup: $(VENV)/.installed
 
 setup-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(VENV)/.installed
 
 # for contributors: the test tools, pre-commit, and the git hooks of .pre-commit-config.yaml
 setup-dev: $(BIN)/python
@@ -28,9 +33,12 @@ node:
 	else echo "npm not found: skipping the Node client install (its tests will skip)"; fi
 
 # supervisord gives its programs TZ=Asia/Shanghai; TZ here makes its own log agree.
+# exec: supervisord replaces the shell, so Ctrl-C stops it cleanly and make reports no
+# "Interrupt" (supervisord stops its programs and exits 0).
 run: setup
-	mkdir -p logs run data
-	TZ=Asia/Shanghai $(BIN)/supervisord -c supervisord.conf
+	@mkdir -p logs run data
+	@echo "qmtbus: starting gateway, recorder and scheduler under supervisord (Ctrl-C stops all)"
+	@TZ=Asia/Shanghai exec $(BIN)/supervisord -c supervisord.conf
 
 stop:
 	$(BIN)/supervisorctl -c supervisord.conf shutdown

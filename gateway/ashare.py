@@ -96,6 +96,8 @@ def sell_volume_error(stock_code: str, volume: int, can_use_volume: int) -> str 
         return None
     if volume % 100 and volume != can_use_volume:
         odd = can_use_volume % 100
+        if not odd:
+            return f"sell in lots of 100 shares: {volume} is not a multiple of 100"
         if volume % 100 != odd:
             return f"odd lots sell only whole: sell a multiple of 100 plus all {odd} odd shares"
     return None

@@ -23,6 +23,7 @@ from qmtbus import endpoints, failpoints
 from qmtbus.config import Config, ConfigError, config_path, load_config
 from qmtbus.recorder.ingest import Ingest
 from qmtbus.recorder.query import QueryServer
+from qmtbus.recorder.retention import HeartbeatRetention
 from qmtbus.recorder.snapshot import Snapshotter, private_dir
 from qmtbus.recorder.state import Committed
 from qmtbus.recorder.ticks import TickRecorder
@@ -92,7 +93,8 @@ def _run(config: Config, db: Database, stop: threading.Event) -> int:
     progress = db.progress()
     newest = max(((e, s) for e, (s, _) in progress.items()), default=("", 0))
     committed.load(newest[0], newest[1], db.count("events"), db.count("bad_events"))
-    writer = Writer(db, committed, rc.write_retry_seconds)
+    retention = HeartbeatRetention(rc.heartbeat_days)
+    writer = Writer(db, committed, rc.write_retry_seconds, retention)
     writer.load(progress, db.complete())
     ctx: zmq.Context[Any] = zmq.Context.instance()
     auth = start_authenticator(ctx, config)
@@ -119,6 +121,7 @@ def _run(config: Config, db: Database, stop: threading.Event) -> int:
         rc.snapshot_interval,
         db,
         committed,
+        retention,
         min_free_bytes=int(rc.snapshot_min_free_mb * 1024 * 1024),
     )
     snapshots.start()

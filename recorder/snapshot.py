@@ -31,6 +31,7 @@ import duckdb
 
 from qmtbus.recorder import schema
 from qmtbus.recorder.disk import disk_full, free_bytes
+from qmtbus.recorder.retention import HeartbeatRetention
 from qmtbus.recorder.state import Committed
 from qmtbus.recorder.writer import Database
 
@@ -61,9 +62,11 @@ class Snapshotter:
         interval: float,
         db: Database,
         committed: Committed,
+        retention: HeartbeatRetention | None = None,
         min_free_bytes: int = 0,
         free_space: Callable[[Path], int] = free_bytes,
     ) -> None:
+        self.retention = retention
         self.path = Path(path)
         self.interval = interval
         self.db = db
@@ -208,6 +211,8 @@ class Snapshotter:
                         f"INSERT INTO {ALIAS}.{table} SELECT * FROM {source}.{table} WHERE {where}",
                         params,
                     )
+            if self.retention is not None:
+                self.retention.prune_copy(cur, f"{ALIAS}.events")
             for table in REPLACED:
                 cur.execute(f"DELETE FROM {ALIAS}.{table}")
                 cur.execute(f"INSERT INTO {ALIAS}.{table} SELECT * FROM {source}.{table}")

@@ -27,6 +27,7 @@ import msgspec
 from qmtbus.failpoints import failpoint
 from qmtbus.recorder import schema
 from qmtbus.recorder.disk import disk_full
+from qmtbus.recorder.retention import HeartbeatRetention
 from qmtbus.recorder.state import Committed
 
 log = logging.getLogger(__name__)
@@ -210,9 +211,16 @@ def transient(err: Exception) -> bool:
 class Writer(threading.Thread):
     """Commits batches in order; retries a failed batch every `retry_seconds` without losing it."""
 
-    def __init__(self, db: Database, committed: Committed, retry_seconds: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        committed: Committed,
+        retry_seconds: float,
+        retention: HeartbeatRetention | None = None,
+    ) -> None:
         super().__init__(name="recorder-writer", daemon=True)
         self.db = db
+        self.retention = retention
         self.committed = committed
         self.retry_seconds = retry_seconds
         self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=QUEUE_BATCHES)
@@ -284,6 +292,8 @@ class Writer(threading.Thread):
                     break
                 batch.merge(more)
             ok = self._commit_until_done(batch)
+            if ok and self.retention is not None:
+                self._prune(self.retention)
             self._busy.clear()
             if done or not ok:
                 return
@@ -336,6 +346,13 @@ class Writer(threading.Thread):
             rows,
             self.retry_seconds,
         )
+
+    def _prune(self, retention: HeartbeatRetention) -> None:
+        # between batches, on this thread: the database's only writer stays the only one
+        try:
+            retention.maybe_prune(self.db.con)
+        except duckdb.Error as err:
+            log.warning("could not delete old heartbeats (%s); trying again later", err)
 
     def _rollback(self) -> None:
         # a failed COMMIT has already ended the transaction

@@ -115,6 +115,8 @@ class Runner:
             },
         )
         log.info("scheduler started with %d jobs: %s", len(self.jobs), ", ".join(names) or "(none)")
+        for job in self.jobs:  # `qmtbus jobs` shows the same, and the last outcomes
+            log.info("job %s: next run %s", job.name, iso(self.state.next_run(job.name)) or "none")
 
     def stop(self, timeout: float) -> list[str]:
         """Stop scheduling, give running jobs `timeout` seconds, report; returns the names

@@ -4,7 +4,7 @@
 //   EventStream  events (SUB) in seq order, holes filled by `replay`
 //   QuoteStream  ticks (SUB on the quotes socket) of the codes it holds at the gateway
 //
-// Wire format: shared/PROTOCOL.md. Field names on the wire and in every
+// Wire format: docs/PROTOCOL.md. Field names on the wire and in every
 // object you get back are xtquant's (`stock_code`, `order_volume`,
 // `order_status`, ...); `ts` is a BigInt of nanoseconds (see lib/codec.js).
 

@@ -88,7 +88,8 @@ class SimConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True)
     transfer_fee_rate: NonNegFloat = 0.00001
     market_hours: bool = False
     tick_interval: PositiveFloat = 0.5
-    volatility: NonNegFloat = 0.002
+    # per step of the walk: 0.00005 every 0.5 s moves a price about 2% a day, round the clock
+    volatility: NonNegFloat = 0.00005
     tick_file: str = ""
     # volume available at the best price per tick; larger orders fill in parts
     depth_volume: PositiveInt = 10_000
@@ -184,6 +185,9 @@ class RecorderConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
     write_retry_seconds: PositiveFloat = 1.0
     query_row_limit: PositiveInt = 100_000
     status_file: str = "data/recorder-status.json"
+    # heartbeats (one a second) older than this are deleted; every other event is kept
+    # for ever. 0: keep heartbeats for ever too.
+    heartbeat_days: NonNegFloat = 2.0
     # codes whose ticks go into the `ticks` table (docs/quotes.md); empty: no ticks
     tick_symbols: list[Annotated[str, Meta(pattern=r"^[0-9]{6}\.(SH|SZ|BJ)$")]] = []
     # a snapshot is skipped unless this much disk stays free after it (the gateway's journal)

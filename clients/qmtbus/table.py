@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ ORDER_STATUS_NAMES = {
     protocol.ORDER_UNKNOWN: "unknown",
 }
 SIDE_NAMES = {protocol.STOCK_BUY: "buy", protocol.STOCK_SELL: "sell"}
+_TOML_TIME = re.compile(r"^\d\d:\d\d:\d\d$")
 _CHINA = SHANGHAI  # the one Shanghai clock: qmtbus.clock
 
 
@@ -238,3 +240,36 @@ def tick_line(t: protocol.TickEvent) -> str:
         f"{clock(t.time * 1_000_000)}  {t.stock_code}  last={cell(t.lastPrice)}  "
         f"bid/ask={bid}/{ask}  volume={t.volume}"
     )
+
+
+def toml_text(sections: dict[str, Any]) -> str:
+    """A config as TOML text (`qmtbus config`): sections, sub-tables and [[arrays of tables]]."""
+    out: list[str] = []
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, str) and _TOML_TIME.match(v):
+            return v  # a TOML local time, as in the file
+        return msgspec.json.encode(v).decode()
+
+    def section(name: str, body: dict[str, Any], header: str) -> None:
+        out.append(f"\n{header}")
+        nested = []
+        for k, v in body.items():
+            if isinstance(v, dict) and k not in ("args",):
+                nested.append((f"{name}.{k}", v, f"[{name}.{k}]"))
+            elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+                nested.extend((f"{name}.{k}", x, f"[[{name}.{k}]]") for x in v)
+            else:
+                out.append(f"{k} = {value(v)}")
+        for sub in nested:
+            section(*sub)
+
+    for name, body in sections.items():
+        section(name, body, f"[{name}]")
+    return "\n".join(out).lstrip("\n") + "\n"

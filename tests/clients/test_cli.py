@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,12 @@ import pytest
 
 from qmtbus import protocol
 from qmtbus.config import SimConfig
-from qmtbus.gateway.ashare import round_price
+from qmtbus.gateway.ashare import round_price, sell_volume_error
 from qmtbus.gateway.broker.sim.market import initial_price
-from tests.support import NOBODY, Proc, Stack, start_gateway, wait_for
+from tests.support import NOBODY, ROOT, Proc, Stack, start_gateway, wait_for
 
 CODE = "600000.SH"
+PYTHON_START = 1.5  # a loaded machine may take this long to start the interpreter
 
 
 def last_price() -> float:
@@ -45,16 +47,22 @@ def gateway(stack: Stack) -> Iterator[Proc]:
 
 
 def qmtbus(
-    stack: Stack | None, *args: str, env: dict[str, str] | None = None, timeout: float = 30
+    stack: Stack | None,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 30,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m qmtbus.cli [--config FILE] ARGS`; never a traceback, whatever happens."""
     config = ["--config", str(stack.config_path)] if stack is not None else []
+    environ = {k: v for k, v in os.environ.items() if k != "QMTBUS_CONFIG"}
     done = subprocess.run(
         [sys.executable, "-m", "qmtbus.cli", *config, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={**environ, **(env or {})},
+        cwd=cwd,
     )
     assert "Traceback" not in done.stderr, done.stderr
     return done
@@ -151,7 +159,7 @@ def test_given_note_with_json_data_then_its_seq_is_printed_and_bad_json_is_a_usa
 def test_given_tail_with_count_and_json_then_lines_parse_back_as_events_in_seq_order(
     stack: Stack, gateway: Proc
 ) -> None:
-    done = qmtbus(stack, "tail", "--type", "heartbeat", "--count", "2", "--json")
+    done = qmtbus(stack, "tail", "--type", "heartbeat", "--count", "2", "--json", "--silence", "0")
     assert done.returncode == 0, done.stderr
     events = [protocol.event_json_decoder.decode(line) for line in done.stdout.splitlines()]
     assert [type(e) for e in events] == [protocol.HeartbeatEvent] * 2
@@ -184,7 +192,7 @@ def test_given_quote_and_ticks_then_latest_tick_and_streamed_ticks_parse_back(
     assert tick.stock_code == CODE and tick.lastPrice == last_price()
     table = qmtbus(stack, "quote", CODE).stdout
     assert table.splitlines()[0].split()[:3] == ["code", "time", "last"] and CODE in table
-    done = qmtbus(stack, "ticks", CODE, "--count", "2", "--json")
+    done = qmtbus(stack, "ticks", CODE, "--count", "2", "--json", "--silence", "0")
     ticks = [protocol.event_json_decoder.decode(line) for line in done.stdout.splitlines()]
     assert [(type(t), t.stock_code) for t in ticks] == [(protocol.TickEvent, CODE)] * 2
 
@@ -301,3 +309,251 @@ def test_given_main_called_in_process_then_it_returns_the_exit_code(
     stack.write_config(gateway={"commands_address": unreachable})
     assert main(["--config", str(stack.config_path), "ping"]) == 3
     assert unreachable in capsys.readouterr().err
+
+
+# -- a newcomer's first hour ---------------------------------------------------------
+
+
+def test_given_qmtbus_toml_in_the_current_folder_then_the_cli_uses_it_and_config_says_so(
+    stack: Stack, gateway: Proc
+) -> None:
+    status = qmtbus(None, "--json", "status", cwd=stack.dir)
+    assert parsed(status, protocol.Status).state == "ready"
+    shown = qmtbus(None, "config", cwd=stack.dir)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[0] == (
+        f"# config file: {stack.config_path} (the current folder)"
+    )
+    assert f'commands_address = "{stack.commands_address}"' in shown.stdout
+    as_json = parsed(qmtbus(None, "--json", "config", cwd=stack.dir))
+    assert as_json["file"] == str(stack.config_path)
+    assert as_json["config"]["gateway"]["commands_address"] == stack.commands_address
+    # --config, then $QMTBUS_CONFIG, win over the file in the folder
+    elsewhere = stack.dir / "elsewhere.toml"
+    elsewhere.write_text('[gateway]\naccount_id = "FROM_ENV"\n')
+    env = {"QMTBUS_CONFIG": str(elsewhere)}
+    from_env = parsed(qmtbus(None, "--json", "config", cwd=stack.dir, env=env))
+    assert from_env["source"] == "$QMTBUS_CONFIG"
+    assert from_env["config"]["gateway"]["account_id"] == "FROM_ENV"
+    flag = parsed(qmtbus(stack, "--json", "config", cwd=stack.dir, env=env))
+    assert flag["source"] == "--config" and flag["file"] == str(stack.config_path)
+
+
+def test_given_nothing_running_then_every_command_says_so_within_2_s_with_exit_3(
+    stack: Stack,
+) -> None:
+    stack.nobody_listens()
+    stack.write_config(client={"timeout": 5.0, "retries": 3})  # the defaults: 20 s of retries
+    for args in (
+        ["status"],
+        ["buy", CODE, "100", "--price-type", "5"],
+        ["tail", "--count", "1"],
+        ["tail", "--type", "tick"],
+        ["ticks", CODE],
+        ["sql", "SELECT 1"],
+    ):
+        started = time.monotonic()
+        done = qmtbus(stack, *args)
+        took = time.monotonic() - started
+        assert done.returncode == 3, (args, done.stderr)
+        assert done.stderr.count("\n") == 1 and "not reachable" in done.stderr, done.stderr
+        assert took < 2.0 + PYTHON_START, (args, took)
+
+
+def test_given_tail_when_the_gateway_dies_then_one_message_and_exit_3_after_the_silence(
+    stack: Stack, gateway: Proc
+) -> None:
+    status = parsed(qmtbus(stack, "--json", "status"), protocol.Status)
+    seq = parsed(qmtbus(stack, "--json", "note", "before-death"))["seq"]
+    position = f"{status.epoch}:{status.last_seq}"
+    cli = [sys.executable, "-m", "qmtbus.cli", "--config", str(stack.config_path)]
+    with subprocess.Popen(
+        [*cli, "tail", "--type", "note", "--silence", "4", "--from", position],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as tail:
+        assert tail.stdout is not None and tail.stderr is not None
+        line = tail.stdout.readline()
+        assert f"{seq}  note" in line, line + tail.stderr.read()  # it listens
+        gateway.kill()
+        assert tail.wait(30) == 3
+        err = tail.stderr.read()
+        assert err.count("\n") == 1 and "for 4.0 s" in err and "is it running?" in err, err
+
+
+def test_given_cancel_of_a_filled_or_an_unknown_order_then_exit_1_saying_why(
+    stack: Stack, gateway: Proc
+) -> None:
+    filled = parsed(
+        qmtbus(stack, "--json", "buy", CODE, "100", "--price-type", "5", "--id", "done-1"),
+        protocol.OrderAck,
+    )
+    assert filled.status == "accepted"
+    wait_for(
+        lambda: any(
+            o.order_remark == "done-1" and o.order_status == protocol.ORDER_SUCCEEDED
+            for o in parsed(qmtbus(stack, "--json", "orders"), list[protocol.Order])
+        ),
+        20,
+        "the market order to fill",
+    )
+    final = qmtbus(stack, "cancel", "done-1")
+    assert final.returncode == 1 and final.stderr.startswith("error: order done-1 was not")
+    assert "final" in final.stderr
+    unknown = qmtbus(stack, "cancel", "99999")
+    assert unknown.returncode == 1 and "not found" in unknown.stderr
+    nobody = qmtbus(stack, "cancel", "no-such-order")
+    assert nobody.returncode == 1 and "no order with client_order_id" in nobody.stderr
+
+
+def test_given_typos_then_codes_are_normalised_or_refused_in_the_traders_words(
+    stack: Stack, gateway: Proc
+) -> None:
+    lower = parsed(qmtbus(stack, "--json", "buy", "600000.sh", "100", "--price-type", "5"))
+    assert lower["status"] == "accepted"
+    for typo in ("600000", "60000.SH", "600000.XX"):
+        done = qmtbus(stack, "buy", typo, "100", "--price-type", "5")
+        assert done.returncode == 2 and "stock codes look like 600000.SH" in done.stderr
+    unknown = qmtbus(stack, "buy", "000001.SH", "100", "--price-type", "5")
+    assert unknown.returncode == 1 and "unknown stock code 000001.SH" in unknown.stderr
+    for args, rule in (
+        (["0", "--price", "1"], "below 1 share"),
+        (["ten", "--price", "1"], "not a whole number of shares"),
+        (["100", "--price", "-1"], "must be above 0"),
+        (["100", "--price", "cheap"], "not a number"),
+        (["100", "--price-type", "7"], "price type '7' is not one xtquant knows"),
+    ):
+        done = qmtbus(stack, "buy", CODE, *args)
+        assert done.returncode == 2 and rule in done.stderr, (args, done.stderr)
+        assert done.stderr.count("\n") == 1 and "Expected" not in done.stderr
+
+
+def test_given_price_as_a_quote_level_then_the_limit_is_that_price_of_the_live_quote(
+    stack: Stack, gateway: Proc
+) -> None:
+    [tick] = parsed(qmtbus(stack, "--json", "quote", CODE), list[protocol.TickEvent])
+    ack = parsed(
+        qmtbus(stack, "--json", "buy", CODE, "100", "--price", "bid5", "--id", "lvl-1"),
+        protocol.OrderAck,
+    )
+    assert ack.status == "accepted"
+    [order] = [
+        o
+        for o in parsed(qmtbus(stack, "--json", "orders"), list[protocol.Order])
+        if o.order_remark == "lvl-1"
+    ]
+    assert order.price == tick.bidPrice[4] < tick.lastPrice  # volatility 0: a resting bid
+    assert qmtbus(stack, "cancel", "lvl-1").returncode == 0
+
+
+def test_given_tail_from_a_position_the_gateway_never_had_then_exit_2_naming_the_real_one(
+    stack: Stack, gateway: Proc
+) -> None:
+    status = parsed(qmtbus(stack, "--json", "status"), protocol.Status)
+    done = qmtbus(stack, "tail", "--from", "bogus:1")
+    assert done.returncode == 2 and "holds no such position" in done.stderr
+    assert f"{status.epoch}:" in done.stderr
+
+
+def test_given_nobody_holds_ticks_when_tail_type_tick_then_it_says_how_to_subscribe(
+    stack: Stack, gateway: Proc
+) -> None:
+    done = qmtbus(stack, "tail", "--type", "tick")
+    assert done.returncode == 2
+    assert "no client holds a quote subscription" in done.stderr
+    assert "qmtbus ticks 600000.SH" in done.stderr
+
+
+def test_given_sell_150_of_500_then_the_lot_rule_is_named_without_odd_shares() -> None:
+    message = sell_volume_error(CODE, 150, 500)
+    assert message == "sell in lots of 100 shares: 150 is not a multiple of 100"
+    assert "all 50 odd shares" in (sell_volume_error(CODE, 130, 550) or "")
+
+
+def test_given_a_running_scheduler_then_jobs_shows_next_run_last_outcome_and_stale_config(
+    stack: Stack, gateway: Proc
+) -> None:
+    marker = stack.dir / "ran.txt"
+    every_second = {
+        "name": "every_second",
+        "cron": "* * * * * *",
+        "callable": "tests.scheduler.jobs_for_tests:mark",
+        "args": {"marker": str(marker)},
+        "trading_days_only": False,
+    }
+    stack.write_config(scheduler={"jobs": [every_second], "after_close_snapshot": False})
+    before = qmtbus(stack, "jobs")
+    assert before.returncode == 0 and "the scheduler has not run with this config" in before.stdout
+    scheduler = Proc("scheduler", stack, env={"PYTHONPATH": str(ROOT)}).start()
+    try:
+
+        def ran() -> Any:
+            rows = {r["job"]: r for r in parsed(qmtbus(stack, "--json", "jobs"))}
+            return rows if rows["every_second"]["outcome"] == "ok" else None
+
+        rows = wait_for(ran, 30, "the job's first run")
+        assert rows["every_second"]["next_run"] and rows["every_second"]["last_run"]
+        assert rows["pre_open_check"]["cron"] == "20 9 * * *"
+        assert (rows["pre_open_check"]["days"], rows["every_second"]["days"]) == ("trading", "all")
+        assert rows["after_close_snapshot"]["enabled"] is False
+        assert "job every_second: next run 20" in scheduler.log()  # logged at start
+        added = {**every_second, "name": "added_later"}
+        stack.write_config(scheduler={"jobs": [every_second, added]})
+        table = qmtbus(stack, "jobs").stdout
+        [line] = [line for line in table.splitlines() if line.startswith("added_later")]
+        assert "restart it to pick up job changes" in line
+    finally:
+        scheduler.stop()
+
+
+def test_given_a_snapshot_then_qmtbus_duckdb_runs_sql_on_it_with_the_installed_duckdb(
+    stack: Stack, gateway: Proc
+) -> None:
+    recorder = Proc("recorder", stack).start()
+    seq = parsed(qmtbus(stack, "--json", "note", "analyst"))["seq"]
+    sql = f"SELECT topic FROM notes WHERE seq = {seq}"
+    try:
+
+        def in_snapshot() -> subprocess.CompletedProcess[str] | None:
+            done = qmtbus(stack, "duckdb", "-c", sql)
+            return done if done.returncode == 0 and "analyst" in done.stdout else None
+
+        one = wait_for(in_snapshot, 60, "the note in the snapshot")
+    finally:
+        recorder.stop()
+    assert one.stdout.splitlines()[0].strip() == "topic" and one.stderr == ""
+    shell = subprocess.run(
+        [sys.executable, "-m", "qmtbus.cli", "--config", str(stack.config_path), "duckdb"],
+        input="SELECT\n 41 + 1 AS answer;\n.tables\nSELECT nope;\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shell.returncode == 0, shell.stderr
+    assert "answer" in shell.stdout and "42" in shell.stdout and "orders_today" in shell.stdout
+    assert shell.stderr.startswith("error: ") and "nope" in shell.stderr
+    missing = qmtbus(stack, "duckdb", str(stack.dir / "none.duckdb"))
+    assert missing.returncode == 2 and "no snapshot at" in missing.stderr
+
+
+def test_given_ticks_when_the_gateway_dies_then_one_message_and_exit_3_after_the_silence(
+    stack: Stack, gateway: Proc
+) -> None:
+    stack.write_config(client={"timeout": 5.0, "retries": 3})  # the defaults: 20 s of retries
+    cli = [sys.executable, "-m", "qmtbus.cli", "--config", str(stack.config_path)]
+    with subprocess.Popen(
+        [*cli, "ticks", CODE, "--silence", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as ticks:
+        assert ticks.stdout is not None and ticks.stderr is not None
+        line = ticks.stdout.readline()
+        assert CODE in line, line + ticks.stderr.read()  # ticking
+        gateway.kill()
+        killed = time.monotonic()
+        assert ticks.wait(30) == 3
+        assert time.monotonic() - killed < 3 + 3 + PYTHON_START  # the silence, then out
+        err = ticks.stderr.read()
+        assert err.count("\n") == 1 and "no tick" in err and "for 3 s" in err, err

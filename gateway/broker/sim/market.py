@@ -85,6 +85,9 @@ class Quote:
     low_m: int = 0
     volume: int = 0  # shares
     amount_m: int = 0
+    # The walk's own price, in mils but not on the tick: moves smaller than a tick add up
+    # instead of being rounded away, so a 5 CNY stock walks like a 50 CNY one. 0: last_m.
+    fair_m: float = 0.0
 
     def clamp(self, price_m: int) -> int:
         return min(self.up_m, max(self.down_m, price_m))
@@ -174,8 +177,9 @@ class Market:
         for quote in self._quotes.values():
             z = noise(self._seed, quote.stock_code, quote.step)
             quote.step += 1
-            moved = quote.on_tick(round(quote.last_m * math.exp(self._volatility * z)))
-            quote.last_m = quote.clamp(moved)
+            fair = (quote.fair_m or quote.last_m) * math.exp(self._volatility * z)
+            quote.fair_m = min(float(quote.up_m), max(float(quote.down_m), fair))
+            quote.last_m = quote.clamp(quote.on_tick(round(quote.fair_m)))
             # The rest of the market trades at the new price, more on bigger moves.
             quote.traded(quote.last_m, 100 * round(STEP_VOLUME * abs(z) / 100))
         return list(self._quotes)
@@ -185,6 +189,7 @@ class Market:
         quote = self.quote(stock_code)
         wanted = quote.on_tick(to_mils(price))
         quote.last_m = quote.clamp(wanted)
+        quote.fair_m = float(quote.last_m)
         quote.buy_depth = quote.sell_depth = self._depth
         quote.traded(quote.last_m, 0)
         return quote, quote.last_m != wanted
@@ -239,6 +244,7 @@ class Market:
                     q.last_m,
                     q.step,
                     *(q.open_m, q.high_m, q.low_m, q.volume, q.amount_m),
+                    q.fair_m,
                 ]
                 for code, q in self._quotes.items()
             },
@@ -260,10 +266,12 @@ class Market:
             quote.prev_close_m = int(prev_close_m)
             quote.up_m, quote.down_m = _limits_m(code, quote.prev_close_m)
             quote.last_m, quote.step = int(last_m), int(step)
-            if len(day) == 5:  # files written before ticks existed lack the day's totals
+            if len(day) >= 5:  # files written before ticks existed lack the day's totals
                 quote.open_m, quote.high_m, quote.low_m, quote.volume, quote.amount_m = map(
-                    int, day
+                    int, day[:5]
                 )
+            if len(day) >= 6:  # and older ones the walk's own price
+                quote.fair_m = float(day[5])
         self._tick_pos = int(state.get("tick_pos", 0))
         self.saved_at = float(state["saved_at"]) if "saved_at" in state else None
         wanted_day, self.day = self.day, saved_day
