@@ -16,6 +16,7 @@ import duckdb
 import msgspec
 
 from qmtbus import protocol
+from qmtbus.recorder import pnl
 
 # The bus header every event carries; typed tables put it first, then `time`.
 HEADER = ("epoch", "seq", "ts", "account_id")
@@ -259,6 +260,7 @@ def create(con: duckdb.DuckDBPyConnection) -> None:
         )
         for name, sql in VIEWS.items():
             con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+        pnl.create(con)  # the mark tables and the P&L views (recorder/pnl.py)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -186,6 +186,9 @@ class RecorderConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
     status_file: str = "data/recorder-status.json"
     # codes whose ticks go into the `ticks` table (docs/quotes.md); empty: no ticks
     tick_symbols: list[Annotated[str, Meta(pattern=r"^[0-9]{6}\.(SH|SZ|BJ)$")]] = []
+    # seconds between marks of the account's value (equity_marks, position_marks) in
+    # trading sessions; 0: no marks (recorder/marks.py)
+    mark_interval: NonNegFloat = 60.0
 
 
 # A job's name becomes the note topic "job.<name>": short, printable, no spaces.
