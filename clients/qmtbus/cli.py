@@ -340,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = keys_sub.add_parser("new", parents=[common], help="write a new key pair NAME.key(_secret)")
     p.add_argument("name")
     p.add_argument("--dir", default=".", help="where to write the key files")
+    # `pnl` lives in its own module (qmtbus/pnl.py).
+    pnl = _optional("qmtbus.pnl")
+    if pnl is not None and hasattr(pnl, "main"):
+        pnl.add_arguments(add("pnl", pnl.main, "profit and loss by average cost (the recorder)"))
     # `health` lives in its own module; offered only where it is installed.
     health = _optional("qmtbus.health")
     if health is not None and hasattr(health, "health"):
