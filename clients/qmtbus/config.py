@@ -191,6 +191,19 @@ class RecorderConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
     mark_interval: NonNegFloat = 60.0
 
 
+class DashboardConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The read-only web dashboard (`python -m qmtbus.recorder.dashboard`, docs/dashboard.md).
+
+    Loopback by default; any other `host` requires `token` (16+ characters),
+    which every request must carry. `refresh`: seconds between updates.
+    """
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=1, le=65535)] = 7105
+    token: str = ""
+    refresh: PositiveFloat = 2.0
+
+
 # A job's name becomes the note topic "job.<name>": short, printable, no spaces.
 JobName = Annotated[str, Meta(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9_.-]+$")]
 
@@ -243,6 +256,7 @@ class Config(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     client: ClientConfig = ClientConfig()
     recorder: RecorderConfig = RecorderConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
+    dashboard: DashboardConfig = DashboardConfig()
 
 
 def config_path(cli_value: str | None) -> str | None:
