@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from qmtbus import Gateway, protocol
-from qmtbus.calendar import SHANGHAI, CalendarExpired, TradingCalendar
+from qmtbus.calendar import CalendarExpired, TradingCalendar
 from qmtbus.config import Config
 from qmtbus.errors import GatewayError, GatewaySilent, GatewayUnreachable
+from qmtbus.sessions import hours_apply, within
 
 if TYPE_CHECKING:
     from qmtbus.recorder.writer import Database
@@ -58,28 +59,10 @@ DDL = [
 )""",
 ]
 
-SESSIONS = ((dt.time(9, 30), dt.time(11, 30)), (dt.time(13, 0), dt.time(15, 0)))
-
 
 def create(con: duckdb.DuckDBPyConnection) -> None:
     for ddl in DDL:
         con.execute(ddl)
-
-
-def sessions_apply(config: Config) -> bool:
-    """Marks follow the exchange's sessions unless the simulator trades around the clock."""
-    return config.gateway.broker == "xtquant" or config.sim.market_hours
-
-
-def in_session(now: dt.datetime, calendar: TradingCalendar | None) -> bool:
-    """True inside an A-share continuous session on a trading day (Shanghai time)."""
-    local = now.astimezone(SHANGHAI)
-    if calendar is not None and not calendar.is_trading_day(local.date()):
-        return False
-    if calendar is None and local.weekday() >= 5:
-        return False
-    clock = local.time()
-    return any(start <= clock <= end for start, end in SESSIONS)
 
 
 class Marker(threading.Thread):
@@ -94,7 +77,7 @@ class Marker(threading.Thread):
         self.written = 0
         self._away = False
         self._calendar: TradingCalendar | None = None
-        self._sessions = sessions_apply(config)
+        self._sessions = hours_apply(config)
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stopping.set()
@@ -123,7 +106,7 @@ class Marker(threading.Thread):
         now = dt.datetime.now(dt.UTC)
         if self._sessions:
             try:
-                if not in_session(now, self._calendar):
+                if not within(now, self._calendar):
                     return False
             except CalendarExpired as err:
                 log.error("not marking: %s", err)
