@@ -57,6 +57,7 @@ class Stack:
         self.commands_address = f"tcp://127.0.0.1:{free_port()}"
         self.query_address = f"tcp://127.0.0.1:{free_port()}"
         self.quotes_address = f"tcp://127.0.0.1:{free_port()}"
+        self.dashboard_port = free_port()
         self.data_dir = self.dir / "data"
         self.config_path = self.dir / "qmtbus.toml"
         self.write_config()
@@ -78,6 +79,7 @@ class Stack:
                 "status_file": str(self.data_dir / "recorder-status.json"),
             },
             "scheduler": {"state_file": str(self.data_dir / "scheduler-state.json")},
+            "dashboard": {"port": self.dashboard_port},
         }
         for name, values in self.sections.items():
             base.setdefault(name, {}).update(values)

@@ -232,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(config, stop, senders)
     finally:
+        for sender in senders:  # all told first, so they finish side by side
+            sender.stopping.set()
         for sender in senders:
             sender.stop()
     return 0
