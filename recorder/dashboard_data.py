@@ -29,9 +29,18 @@ log = logging.getLogger("dashboard")
 TIMEOUT = 2.0  # seconds per question: a dead part must not freeze the page for long
 
 TODAY = "CAST(timezone('Asia/Shanghai', now()) AS DATE)"
-QUERIES = {
+# The P&L views replay the book from every recorded fill (recorder/pnl.py): they run when
+# the fills changed, or every PNL_EVERY seconds for the recorded prices; the rest each time.
+PNL_EVERY = 15.0
+PNL_QUERIES = {
     "pnl": "SELECT stock_code, volume, avg_cost, cost, last_price, market_value, unrealized, "
     "realized_today, fees_today, fills_today FROM pnl_today",
+    "daily": "SELECT CAST(trading_day AS VARCHAR) AS day, realized, fees, asset_change, "
+    "closing_total_asset FROM pnl_daily ORDER BY trading_day DESC LIMIT 60",
+    "strategies": "SELECT strategy_name, fills, fees, realized, market_value, unrealized "
+    f"FROM pnl_by_strategy WHERE trading_day = {TODAY} ORDER BY strategy_name",
+}
+QUERIES = {
     "fills": "SELECT CAST(time AS VARCHAR) AS time, stock_code, side, traded_price, "
     "traded_volume, traded_amount, fees, strategy_name, order_id FROM fills "
     f"WHERE trading_day = {TODAY} ORDER BY time DESC LIMIT 200",
@@ -46,10 +55,6 @@ QUERIES = {
     "FROM equity_marks UNION ALL SELECT time, total_asset FROM assets) WHERE "
     f"CAST(timezone('Asia/Shanghai', time) AS DATE) = {TODAY} AND total_asset > 0 "
     "ORDER BY t LIMIT 20000",
-    "daily": "SELECT CAST(trading_day AS VARCHAR) AS day, realized, fees, asset_change, "
-    "closing_total_asset FROM pnl_daily ORDER BY trading_day DESC LIMIT 60",
-    "strategies": "SELECT strategy_name, fills, fees, realized, market_value, unrealized "
-    f"FROM pnl_by_strategy WHERE trading_day = {TODAY} ORDER BY strategy_name",
 }
 
 
@@ -80,6 +85,9 @@ class Collector(threading.Thread):
             curve=curve,
         )
         self.recorder = RecorderClient(config.recorder.query_address, TIMEOUT, 0, curve=curve)
+        self._pnl: dict[str, Any] = {}
+        self._pnl_key: tuple[Any, ...] | None = None
+        self._pnl_at = 0.0
 
     @property
     def state(self) -> bytes:
@@ -144,11 +152,32 @@ class Collector(threading.Thread):
         except (TimeoutError, GatewayError) as err:
             return {"recorder": {"reachable": False, "error": str(err)}}
         out["recorder"] = {"reachable": True, **_struct(status)}
-        for name, sql in QUERIES.items():
+        self._run(QUERIES, out)
+        try:
+            key = tuple(self.recorder.sql("SELECT count(*), max(seq) FROM trades").rows[0])
+        except (TimeoutError, GatewayError):
+            key = None
+        if key is None or key != self._pnl_key or time.monotonic() - self._pnl_at >= PNL_EVERY:
+            self._pnl = {}
+            if self._run(PNL_QUERIES, self._pnl):
+                self._pnl_key, self._pnl_at = key, time.monotonic()
+            else:
+                self._pnl_key = None  # try again next round
+        out.update({k: v for k, v in self._pnl.items() if k != "recorder"})
+        errors = self._pnl.get("recorder", {}).get("errors", {})
+        if errors:
+            out["recorder"].setdefault("errors", {}).update(errors)
+        return out
+
+    def _run(self, queries: dict[str, str], out: dict[str, Any]) -> bool:
+        """Each query's rows as dicts into `out`; False when any failed (noted in `out`)."""
+        ok = True
+        for name, sql in queries.items():
             try:
                 result = self.recorder.sql(sql)
             except (TimeoutError, GatewayError) as err:
-                out["recorder"].setdefault("errors", {})[name] = str(err)
+                out.setdefault("recorder", {}).setdefault("errors", {})[name] = str(err)
+                ok = False
                 continue
             out[name] = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
-        return out
+        return ok

@@ -91,8 +91,9 @@ QUALIFY row_number() OVER (PARTITION BY account_id, stock_code ORDER BY time DES
 
 # Every stock the account holds or has traded, as of now.
 POSITIONS = f"""
-WITH last_fill AS (
-  SELECT * FROM pnl_ledger
+WITH l AS MATERIALIZED (SELECT * FROM pnl_ledger),
+last_fill AS (
+  SELECT * FROM l
   QUALIFY row_number() OVER (PARTITION BY account_id, stock_code ORDER BY n DESC) = 1
 ),
 unfilled AS (  -- held, never traded in the record: the broker's own cost
@@ -110,7 +111,7 @@ traded AS (
          sum(realized) FILTER (trading_day = {TODAY}) AS realized_today,
          sum(fees) FILTER (trading_day = {TODAY}) AS fees_today,
          count(*) FILTER (trading_day = {TODAY}) AS fills_today
-  FROM pnl_ledger GROUP BY ALL
+  FROM l GROUP BY ALL
 )
 SELECT h.account_id, h.stock_code, h.volume, round(h.cost / nullif(h.volume, 0), 4) AS avg_cost,
        round(h.cost, 2) AS cost, p.last_price, round(h.volume * p.last_price, 2) AS market_value,
@@ -162,27 +163,32 @@ ORDER BY d.account_id, d.trading_day"""
 # Per (account, trading day, strategy): realized by the strategy's sells; on today's rows
 # also what it holds now at the account's average cost and the last price.
 BY_STRATEGY = f"""
-WITH traded AS (
+WITH l AS MATERIALIZED (SELECT * FROM pnl_ledger),
+p AS MATERIALIZED (SELECT * FROM pnl_positions),
+traded AS (
   SELECT account_id, trading_day, strategy_name, count(*) AS fills,
          sum(traded_amount) FILTER (side = 'buy') AS bought,
          sum(traded_amount) FILTER (side = 'sell') AS sold,
          sum(fees) AS fees, sum(realized) AS realized
-  FROM pnl_ledger GROUP BY ALL
+  FROM l GROUP BY ALL
 ),
 shares AS (
   SELECT account_id, strategy_name, stock_code,
          sum(CASE side WHEN 'buy' THEN traded_volume ELSE -traded_volume END) AS volume
-  FROM pnl_ledger GROUP BY ALL
+  FROM l GROUP BY ALL
   UNION ALL  -- what the book opened with belongs to no strategy
   SELECT account_id, '' AS strategy_name, stock_code,
          volume_after - CASE side WHEN 'buy' THEN traded_volume ELSE -traded_volume END
-  FROM pnl_ledger WHERE n = 1
+  FROM l WHERE n = 1
+  UNION ALL  -- and so does a holding never traded in the record
+  SELECT account_id, '' AS strategy_name, stock_code, volume
+  FROM p ANTI JOIN (SELECT DISTINCT account_id, stock_code FROM l) USING (account_id, stock_code)
 ),
 held AS (
   SELECT s.account_id, s.strategy_name, sum(s.volume) AS volume_total,
          sum(s.volume / p.volume * p.unrealized) AS unrealized,
          sum(s.volume * p.last_price) AS market_value
-  FROM shares s JOIN pnl_positions p USING (account_id, stock_code)
+  FROM shares s JOIN p USING (account_id, stock_code)
   WHERE s.volume <> 0 AND p.volume <> 0 GROUP BY ALL
 ),
 rows AS (

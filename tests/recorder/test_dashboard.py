@@ -99,6 +99,7 @@ def test_given_a_fill_then_the_data_endpoint_has_position_fill_asset_and_curve(
     buy_and_wait(stack, system)
     wait_for(lambda: len(state(system).get("equity") or []) >= 2, 20, "equity points")
     s = state(system)
+    assert "errors" not in s["recorder"], s["recorder"]
     assert s["gateway"]["reachable"] and s["gateway"]["state"] == "ready"
     assert s["asset"]["total_asset"] > 0
     (fill,) = s["fills"]
@@ -109,6 +110,7 @@ def test_given_a_fill_then_the_data_endpoint_has_position_fill_asset_and_curve(
     assert position["unrealized"] == pytest.approx(
         position["market_value"] - position["cost"], abs=0.01
     )
+    assert {"daily", "strategies"} <= set(s)
     assert s["strategies"][0]["strategy_name"] == "dash"
 
 

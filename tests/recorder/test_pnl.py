@@ -190,3 +190,25 @@ def test_given_a_sell_beyond_what_the_record_knows_then_it_is_marked_uncovered(
     now = protocol.now_ns()
     write(writer, fill(1, now, protocol.STOCK_SELL, 300, 10.0, 6.53, "x"))
     assert rows(writer, "SELECT volume_after, uncovered_volume FROM pnl_ledger") == [(0, 300)]
+
+
+def test_given_a_holding_never_traded_then_it_shows_at_the_brokers_cost_under_no_strategy(
+    writer: Writer,
+) -> None:
+    now = protocol.now_ns()
+    write(
+        writer,
+        protocol.PositionEvent(
+            account_id="A1", epoch=E, seq=1, ts=now - 5_000, stock_code="000001.SZ",
+            volume=2000, avg_price=11.0, last_price=11.5,
+        ),
+        fill(2, now - 4_000, protocol.STOCK_BUY, 1000, 10.00, 5.10, "alpha"),
+    )  # fmt: skip
+    held = rows(writer, "SELECT stock_code, volume, cost, unrealized FROM pnl_today")
+    assert held == [("000001.SZ", 2000, 22000.0, 1000.0), (CODE, 1000, 10005.10, None)]
+    by_strategy = rows(
+        writer,
+        "SELECT strategy_name, market_value, unrealized FROM pnl_by_strategy "
+        "WHERE market_value IS NOT NULL",
+    )
+    assert by_strategy == [("", 23000.0, 1000.0), ("alpha", 0.0, 0.0)]
