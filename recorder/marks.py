@@ -25,6 +25,7 @@ import duckdb
 
 from qmtbus import Gateway, protocol
 from qmtbus.calendar import CalendarExpired, TradingCalendar
+from qmtbus.client import client_curve
 from qmtbus.config import Config
 from qmtbus.errors import GatewayError, GatewaySilent, GatewayUnreachable
 from qmtbus.sessions import hours_apply, within
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("recorder.marks")
 
+ASK_TIMEOUT = 2.0  # seconds for each of the two questions of a mark
 EQUITY_MARKS = "equity_marks"
 POSITION_MARKS = "position_marks"
 
@@ -79,7 +81,7 @@ class Marker(threading.Thread):
         self._calendar: TradingCalendar | None = None
         self._sessions = hours_apply(config)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 2 * ASK_TIMEOUT + 1.0) -> None:
         self.stopping.set()
         self.join(timeout)
 
@@ -89,7 +91,16 @@ class Marker(threading.Thread):
                 self._calendar = TradingCalendar.load()
             except Exception as err:  # weekends still hold without the calendar
                 log.warning("no trading calendar (%s); marking on weekdays in session hours", err)
-        gateway = Gateway.from_config(self.config)
+        g = self.config.gateway
+        # short and single tries: a mark is a sample, and a stop must not wait on a dead gateway
+        gateway = Gateway(
+            g.commands_address,
+            g.events_address,
+            ASK_TIMEOUT,
+            0,
+            quotes_address=g.quotes_address,
+            curve=client_curve(self.config),
+        )
         log.info("marking the account every %g s", self.interval)
         try:
             while not self.stopping.wait(self._until_next()):

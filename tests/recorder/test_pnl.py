@@ -13,10 +13,14 @@ Two buys and a partial sell of 600000.SH at the simulator's default fees
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from qmtbus import protocol
 from qmtbus.recorder.state import Committed
@@ -25,6 +29,7 @@ from qmtbus.recorder.writer import Batch, Database, Writer
 E = "20261124T010000Z-pnl000"
 CODE = "600000.SH"
 DAY_NS = 86_400 * 10**9
+_accounts = itertools.count()
 
 
 @pytest.fixture
@@ -212,3 +217,58 @@ def test_given_a_holding_never_traded_then_it_shows_at_the_brokers_cost_under_no
         "WHERE market_value IS NOT NULL",
     )
     assert by_strategy == [("", 23000.0, 1000.0), ("alpha", 0.0, 0.0)]
+
+
+def reference_book(fills: list[tuple[bool, int, float, float]]) -> list[tuple[int, float, float]]:
+    """Average cost by hand, one fill at a time: (volume, cost, realized) after each."""
+    volume, cost, out = 0, 0.0, []
+    for buy, shares, amount, fees in fills:
+        if buy:
+            volume, cost, realized = volume + shares, cost + amount + fees, 0.0
+        else:
+            taken = min(shares, volume)
+            out_cost = cost * taken / volume if volume else 0.0
+            realized = amount - fees - out_cost
+            volume, cost = volume - taken, (cost - out_cost if volume > taken else 0.0)
+        out.append((volume, cost, realized))
+    return out
+
+
+_fill = st.tuples(
+    st.booleans(),
+    st.integers(1, 50).map(lambda lots: lots * 100),
+    st.floats(1.0, 200.0).map(lambda p: round(p, 2)),
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=st.lists(_fill, min_size=1, max_size=30))
+def test_given_any_fills_then_the_ledger_is_the_hand_computed_average_cost_book(
+    writer: Writer, steps: list[tuple[bool, int, float]]
+) -> None:
+    account = f"H{next(_accounts)}"
+    now = protocol.now_ns()
+    fills, events = [], []
+    for i, (buy, shares, price) in enumerate(steps):
+        amount = round(shares * price, 2)
+        fees = round(
+            max(amount * 0.00025, 5.0) + amount * 0.00001 + (0 if buy else amount * 0.0005), 2
+        )
+        fills.append((buy, shares, amount, fees))
+        side = protocol.STOCK_BUY if buy else protocol.STOCK_SELL
+        event = fill(i + 1, now + i * 1000, side, shares, price, fees, "")
+        events.append(msgspec.structs.replace(event, account_id=account, epoch=f"E{account}"))
+    write(writer, *events)
+    got = rows(
+        writer,
+        f"SELECT volume_after, cost_after, realized FROM pnl_ledger WHERE account_id = '{account}' "
+        "ORDER BY n",
+    )
+    for (volume, cost, realized), (want_v, want_c, want_r) in zip(
+        got, reference_book(fills), strict=True
+    ):
+        assert volume == want_v
+        assert cost == pytest.approx(want_c, abs=1e-6)
+        assert realized == pytest.approx(want_r, abs=1e-6)
