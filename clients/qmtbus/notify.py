@@ -227,7 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     senders = channels(config)
     for sender in senders:
         sender.start()
-    names = ", ".join(s.channel.name for s in senders) or "no channel (set [notify])"
+    if not senders:
+        log.info("no channel configured in [notify]: idle (docs/alerts.md)")
+        stop.wait()
+        return 0
+    names = ", ".join(s.channel.name for s in senders)
     log.info("notifying %s of %s", names, ", ".join(config.notify.events))
     try:
         run(config, stop, senders)

@@ -106,3 +106,9 @@ def test_given_a_bad_notify_section_then_the_notifier_refuses_in_one_sentence(
     assert proc.wait_exit(30) == 2
     (line,) = proc.log().splitlines()
     assert line.startswith("error: config file ") and "`notify.webhooks[0].kind`" in line
+
+
+def test_given_no_channel_then_the_notifier_idles_and_stops_cleanly(stack: Stack) -> None:
+    proc = Proc("notify", stack).start()
+    wait_for(lambda: "idle" in proc.log(), 20, "the notifier idling")
+    assert proc.stop() == 0
