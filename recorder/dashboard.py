@@ -100,8 +100,20 @@ class Handler(BaseHTTPRequestHandler):
         if not head:
             self.wfile.write(body)
 
+    def _host_is_loopback(self) -> bool:
+        """Without a token, only pages opened as 127.0.0.1/localhost may read: a web site
+        whose name was re-pointed at 127.0.0.1 (DNS rebinding) sends its own name."""
+        host = self.headers.get("Host", "")
+        name = urlsplit(f"//{host}").hostname or ""
+        return is_loopback(name)
+
     def do_GET(self, head: bool = False) -> None:
         url = urlsplit(self.path)
+        if not self.token and not self._host_is_loopback():
+            self._send(
+                HTTPStatus.FORBIDDEN, b"open the dashboard as 127.0.0.1\n", "text/plain", head
+            )
+            return
         if url.path == "/api/state":
             # the account's data: only with the token (when one is set)
             if not self._allowed(parse_qs(url.query)):

@@ -32,13 +32,14 @@ def get(url: str, token: str = "", method: str = "GET") -> tuple[int, bytes]:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as err:
-        return err.code, err.read()
+        with err:
+            return err.code, err.read()
 
 
 def start_dashboard(stack: Stack) -> tuple[Proc, str]:
     proc = Proc("recorder.dashboard", stack).start()
     STARTED.append(proc)
-    d = stack.sections["dashboard"]
+    d = stack.config()["dashboard"]
     base = f"http://127.0.0.1:{d['port']}"
 
     def up() -> bool:
@@ -170,3 +171,17 @@ def test_given_a_public_address_without_token_then_the_dashboard_refuses_to_star
         "error: dashboard.host 0.0.0.0 is not loopback: set dashboard.token (a long random "
         "string) so that only those who have it can see the account, or bind to 127.0.0.1"
     ) in proc.log()
+
+
+def test_given_no_token_then_a_request_named_for_another_host_is_refused(stack: Stack) -> None:
+    """DNS rebinding: a web site re-pointed at 127.0.0.1 must not read the account."""
+    dashboard, base = start_dashboard(stack)
+    request = urllib.request.Request(base + "/api/state", headers={"Host": "evil.example:7105"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request, timeout=5)
+    err.value.close()
+    assert err.value.code == 403
+    named = urllib.request.Request(base + "/api/state", headers={"Host": "localhost"})
+    with urllib.request.urlopen(named, timeout=5) as response:
+        assert response.status == 200
+    assert dashboard.stop() == 0
