@@ -130,6 +130,9 @@ def test_given_a_buy_and_a_partial_sell_then_pnl_agrees_with_fills_and_the_broke
     out = cli(stack, "pnl", "--strategy", "alpha")
     assert out.returncode == 0 and "alpha" in out.stdout
     assert f"{got_realized:.2f}" in out.stdout.replace(",", "")
+    # a day with nothing recorded says so
+    out = cli(stack, "pnl", "--day", "2026-01-05")
+    assert (out.returncode, out.stdout) == (0, "P&L 2026-01-05\nnothing recorded for this day\n")
 
 
 def test_given_a_bad_day_then_pnl_says_so_in_one_sentence(stack: Stack) -> None:
