@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 
+import duckdb
 import pytest
 
 from qmtbus.calendar import SHANGHAI, TradingCalendar
@@ -73,3 +74,19 @@ def test_given_the_simulator_without_market_hours_then_hours_do_not_apply() -> N
     assert hours_apply(
         Config(gateway=GatewayConfig(broker="xtquant"))  # config checks are load_config's
     )
+
+
+def test_given_marks_then_the_snapshot_file_keeps_up_with_them(stack: Stack, gateway: Proc) -> None:
+    stack.write_config(recorder={"mark_interval": 0.5, "snapshot_interval": 0.5})
+    recorder = start_recorder(stack)
+    snapshot = stack.data_dir / "snapshot.duckdb"
+
+    def in_snapshot() -> int:
+        if not snapshot.exists():
+            return 0
+        with duckdb.connect(str(snapshot), read_only=True) as con:
+            return int(con.execute("SELECT count(*) FROM equity_marks").fetchall()[0][0])
+
+    first = wait_for(in_snapshot, 30, "marks in the snapshot")
+    wait_for(lambda: in_snapshot() >= first + 3, 30, "newer marks in the snapshot")
+    assert recorder.stop() == 0
