@@ -78,6 +78,7 @@ class Marker(threading.Thread):
         self.stopping = threading.Event()
         self.written = 0
         self._away = False
+        self._expired = False
         self._calendar: TradingCalendar | None = None
         self._sessions = hours_apply(config)
 
@@ -120,7 +121,9 @@ class Marker(threading.Thread):
                 if not within(now, self._calendar):
                     return False
             except CalendarExpired as err:
-                log.error("not marking: %s", err)
+                if not self._expired:  # once, not every interval
+                    log.error("not marking: %s", err)
+                    self._expired = True
                 return False
         try:
             asset = gateway.asset()
