@@ -22,6 +22,7 @@ import zmq
 from qmtbus import endpoints, failpoints
 from qmtbus.config import Config, ConfigError, config_path, load_config
 from qmtbus.recorder.ingest import Ingest
+from qmtbus.recorder.marks import Marker
 from qmtbus.recorder.query import QueryServer
 from qmtbus.recorder.retention import HeartbeatRetention
 from qmtbus.recorder.snapshot import Snapshotter, private_dir
@@ -127,6 +128,9 @@ def _run(config: Config, db: Database, stop: threading.Event) -> int:
     snapshots.start()
     if ticks is not None:
         ticks.start()
+    marker = Marker(config, db) if rc.mark_interval > 0 else None
+    if marker is not None:
+        marker.start()
     committed.write_file(force=True)
     log.info(
         "recording events of %s into %s (at %s/%d); SQL endpoint %s; snapshot %s every %g s",
@@ -145,6 +149,8 @@ def _run(config: Config, db: Database, stop: threading.Event) -> int:
         ingest.close()
         if ticks is not None:
             ticks.stop()
+        if marker is not None:
+            marker.stop()
         flushed = writer.finish(STOP_FLUSH_SECONDS)
         committed.write_file(force=True)
         snapshots.stop()

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 QUERY_TIMEOUT = 60.0  # seconds before a query is interrupted
 WORKERS = 2  # queries running at once (the machine has few cores; ingest comes first)
 MAX_WAITING = 16  # queries queued beyond that are answered BUSY
+OUTBOX_TIMEOUT_MS = 2000  # a reply waits this long for the endpoint thread to take it
 
 # Table functions that only compute or describe the database; everything else (file
 # readers, glob, query/query_table's SQL in a string, checkpoint, logging, secrets) is refused.
@@ -212,13 +213,19 @@ class QueryServer:
         finally:
             with self._waiting_lock:
                 self._waiting -= 1
-        self._outbox().send_multipart([*envelope, payload])
+        try:
+            self._outbox().send_multipart([*envelope, payload])
+        except zmq.Again:  # the endpoint thread has stopped: nobody is left to answer
+            log.info("a query finished after the endpoint stopped; its reply is dropped")
 
     def _outbox(self) -> zmq.Socket[Any]:
         sock = getattr(self._local, "push", None)
         if sock is None:
             sock = self.ctx.socket(zmq.PUSH)
             sock.setsockopt(zmq.LINGER, 0)
+            # once the endpoint thread closed the inbox a send would wait forever, and the
+            # process's exit waits for this worker thread
+            sock.setsockopt(zmq.SNDTIMEO, OUTBOX_TIMEOUT_MS)
             sock.connect(self._inbox_address)
             self._local.push = sock
         return sock

@@ -17,6 +17,7 @@ import msgspec
 
 from qmtbus import protocol
 from qmtbus.clock import TIME_ZONE_NAME
+from qmtbus.recorder import pnl
 
 # The bus header every event carries; typed tables put it first, then `time`.
 HEADER = ("epoch", "seq", "ts", "account_id")
@@ -271,6 +272,7 @@ def create(con: duckdb.DuckDBPyConnection) -> None:
         )
         for name, sql in VIEWS.items():
             con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+        pnl.create(con)  # the mark tables and the P&L views (recorder/pnl.py)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import duckdb
 
-from qmtbus.recorder import schema
+from qmtbus.recorder import marks, schema
 from qmtbus.recorder.disk import disk_full, free_bytes
 from qmtbus.recorder.retention import HeartbeatRetention
 from qmtbus.recorder.state import Committed
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 ALIAS = "qmtbus_staging"
 # Small tables without a seq: copied whole each time.
 REPLACED = ("progress", "bad_events", "gaps", "order_status_names")
+MARKS = (marks.EQUITY_MARKS, marks.POSITION_MARKS)
 # A copy must not take more than about a tenth of the time: on a big file the
 # interval stretches rather than the snapshot eating the writer's CPU.
 MAX_SHARE = 0.1
@@ -213,6 +214,12 @@ class Snapshotter:
                     )
             if self.retention is not None:
                 self.retention.prune_copy(cur, f"{ALIAS}.events")
+            # the recorder's marks have no seq; a mark's rows share one time, written at once
+            for table in MARKS:
+                cur.execute(
+                    f"INSERT INTO {ALIAS}.{table} SELECT * FROM {source}.{table} WHERE time > "
+                    f"(SELECT coalesce(max(time), '-infinity') FROM {ALIAS}.{table})"
+                )
             for table in REPLACED:
                 cur.execute(f"DELETE FROM {ALIAS}.{table}")
                 cur.execute(f"INSERT INTO {ALIAS}.{table} SELECT * FROM {source}.{table}")

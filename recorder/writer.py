@@ -195,6 +195,14 @@ class Database:
             for cur in self._active:
                 with suppress(duckdb.Error):
                     cur.interrupt()
+        # an interrupted query takes a moment to end; closing under it raises ResourceInUse
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._active:
+                    break
+            time.sleep(0.02)
+        with self._lock:
             self._readers.close()
             self.con.close()
 

@@ -29,7 +29,7 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from tests.support import ROOT, Stack, wait_for
 
-PROGRAMS = ("gateway", "recorder", "scheduler")
+PROGRAMS = ("gateway", "recorder", "scheduler", "notify", "dashboard")
 Edit = Callable[[configparser.ConfigParser], None]
 
 

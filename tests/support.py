@@ -131,6 +131,7 @@ class Stack:
                 "status_file": str(self.data_dir / "recorder-status.json"),
             },
             "scheduler": {"state_file": str(self.data_dir / "scheduler-state.json")},
+            "dashboard": {"port": 0},
         }
         for name, values in self.sections.items():
             base.setdefault(name, {}).update(values)

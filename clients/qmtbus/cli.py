@@ -492,6 +492,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("calendar", calendar.command, "the trading calendar: sources, last day, next days")
     calendar.add_arguments(p)
+    # `pnl` lives in its own module (qmtbus/pnl.py).
+    pnl = _optional("qmtbus.pnl")
+    if pnl is not None and hasattr(pnl, "main"):
+        pnl.add_arguments(add("pnl", pnl.main, "profit and loss by average cost (the recorder)"))
     # `health` lives in its own module; offered only where it is installed.
     health = _optional("qmtbus.health")
     if health is not None and hasattr(health, "health"):

@@ -192,6 +192,77 @@ class RecorderConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
     tick_symbols: list[Annotated[str, Meta(pattern=r"^[0-9]{6}\.(SH|SZ|BJ)$")]] = []
     # a snapshot is skipped unless this much disk stays free after it (the gateway's journal)
     snapshot_min_free_mb: NonNegFloat = 256.0
+    # seconds between marks of the account's value (equity_marks, position_marks) in
+    # trading sessions; 0: no marks (recorder/marks.py)
+    mark_interval: NonNegFloat = 60.0
+
+
+class DashboardConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The read-only web dashboard (`python -m qmtbus.recorder.dashboard`, docs/dashboard.md).
+
+    Loopback by default; any other `host` requires `token` (16+ characters),
+    which every request must carry. `refresh`: seconds between updates.
+    """
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 7105  # 0: the kernel picks one
+    token: str = ""
+    refresh: PositiveFloat = 2.0
+
+
+NoticeKind = Literal["process", "gateway", "calendar", "risk", "halt", "fill"]
+DEFAULT_NOTICES: list[NoticeKind] = ["process", "gateway", "calendar", "risk", "halt"]
+
+
+class WebhookConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One [[notify.webhooks]] robot or endpoint (docs/alerts.md).
+
+    `kind`: "wecom", "dingtalk", "feishu" (their group robots) or "json" (a
+    plain POST of the notice as JSON). `secret`: the robot's signing secret
+    (DingTalk "加签", Feishu "签名校验"); empty when signing is off. `events`:
+    only these kinds of notice; empty: all of notify.events.
+    """
+
+    kind: Literal["wecom", "dingtalk", "feishu", "json"]
+    url: Annotated[str, Meta(pattern=r"^https?://")]
+    secret: str = ""
+    events: list[NoticeKind] = []
+
+
+class EmailConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[notify.email]: notices by e-mail over SMTP (off while `to` is empty)."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=1, le=65535)] = 25
+    # "starttls" upgrades a plain connection, "ssl" connects with TLS (port 465)
+    security: Literal["none", "starttls", "ssl"] = "none"
+    username: str = ""
+    password: str = ""
+    from_addr: str = "qmtbus@localhost"
+    to: list[str] = []
+    events: list[NoticeKind] = []
+
+
+class NotifyConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[notify]: chosen events to phones (`python -m qmtbus.notify`, docs/alerts.md).
+
+    `events`: process (a supervised program died or went FATAL), gateway (out of
+    `ready` longer than `not_ready_seconds` in trading hours), calendar (the
+    trading calendar runs out), risk (every risk denial), halt (halt,
+    reduce-only, resume), fill (every fill; not by default). A channel sends at
+    most `per_minute` messages a minute (more are merged into one); a failed
+    delivery is tried `retries` more times, `retry_initial` seconds apart at
+    first, doubling.
+    """
+
+    events: list[NoticeKind] = msgspec.field(default_factory=lambda: list(DEFAULT_NOTICES))
+    not_ready_seconds: PositiveFloat = 60.0
+    per_minute: PositiveInt = 20
+    retries: Annotated[int, Meta(ge=0)] = 5
+    retry_initial: PositiveFloat = 2.0
+    timeout: PositiveFloat = 10.0
+    webhooks: list[WebhookConfig] = []
+    email: EmailConfig = EmailConfig()
 
 
 # A job's name becomes the note topic "job.<name>": short, printable, no spaces.
@@ -271,6 +342,8 @@ class Config(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     recorder: RecorderConfig = RecorderConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     calendar: CalendarConfig = CalendarConfig()
+    dashboard: DashboardConfig = DashboardConfig()
+    notify: NotifyConfig = NotifyConfig()
 
 
 def config_path(cli_value: str | None) -> str | None:

@@ -16,7 +16,7 @@ import zmq
 
 from qmtbus.config import Config
 
-Process = Literal["gateway", "recorder"]
+Process = Literal["gateway", "recorder", "dashboard"]
 
 
 class Endpoints(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,10 +44,11 @@ def bind(sock: zmq.Socket[Any], address: str) -> str:
 
 
 def endpoints_file(config: Config, process: Process) -> Path:
-    """gateway: `<gateway.data_dir>/gateway-endpoints.json`; recorder: next to its database."""
+    """gateway: `<gateway.data_dir>/gateway-endpoints.json`; recorder and dashboard: next to
+    the recorder's database."""
     if process == "gateway":
         return Path(config.gateway.data_dir) / "gateway-endpoints.json"
-    return Path(config.recorder.database).parent / "recorder-endpoints.json"
+    return Path(config.recorder.database).parent / f"{process}-endpoints.json"
 
 
 def write(path: Path, process: Process, addresses: dict[str, str]) -> None:
