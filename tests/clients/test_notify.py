@@ -79,10 +79,10 @@ def test_given_denials_halts_alerts_and_fills_then_each_reaches_the_webhook(
 
 
 def test_given_the_gateway_down_longer_than_the_limit_then_a_notice_and_one_when_back(
-    stack: Stack, notifier: Proc, outside: tuple[Hook, Mailbox]
+    stack: Stack, gateway: Proc, notifier: Proc, outside: tuple[Hook, Mailbox]
 ) -> None:
+    # the gateway starts first: the notifier reads the ports it bound from the config
     hook, _ = outside
-    gateway = start_gateway(stack)
     try:
         wait_for(lambda: "notifying" in notifier.log(), 20, "the notifier started")
         with Gateway.from_config(stack.config_path) as gw:
