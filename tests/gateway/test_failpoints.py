@@ -32,8 +32,8 @@ ORDERS = [f"fp-{i}" for i in range(1, 13)]
 ORDER_PATH = {
     "intent_written": 4,
     "broker_called": 4,
-    "events_journaled": 10,
-    "events_published": 10,
+    "events_journaled": 5,
+    "events_published": 5,
     "order_replied": 4,
 }
 
