@@ -19,7 +19,7 @@ from typing import Any
 
 import zmq
 
-from qmtbus import endpoints, failpoints
+from qmtbus import calendar, endpoints, failpoints
 from qmtbus.config import Config, ConfigError, config_path, load_config
 from qmtbus.recorder.ingest import Ingest
 from qmtbus.recorder.marks import Marker
@@ -142,6 +142,7 @@ def _run(config: Config, db: Database, stop: threading.Event) -> int:
         rc.snapshot_path,
         rc.snapshot_interval,
     )
+    calendar.warn_daily(config, stop, log)  # a WARNING a day when the calendar runs out
     flushed = False
     try:
         ingest.run()

@@ -18,6 +18,7 @@ import argparse
 import datetime as dt
 import logging
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -413,3 +414,39 @@ def command(args: argparse.Namespace, config: Config) -> int:
     else:
         print(render(info))
     return 0
+
+
+def warn_daily(
+    config: Config,
+    stop: threading.Event,
+    logger: logging.Logger,
+    today: Callable[[], dt.date] = clock.today,
+    load: Callable[[Config], TradingCalendar] = load_calendar,
+    every: float = 60.0,
+) -> threading.Thread:
+    """For a process that does not use the calendar itself (the recorder): a daemon thread
+    that logs the calendar's alert (past its end, or within WARN_DAYS of it) as a WARNING
+    once a Shanghai day, as the gateway and scheduler do. The calendar is loaded on that
+    thread, so start-up never waits for it."""
+
+    def run() -> None:
+        calendar: TradingCalendar | None = None
+        told: dt.date | None = None
+        while not stop.is_set():
+            day = today()
+            if day != told:
+                try:
+                    if calendar is None or told is not None:  # reload daily: sources change
+                        calendar = load(config)
+                except Exception as err:  # a broken source must not stop the process
+                    logger.warning("calendar: cannot load the trading calendar: %s", err)
+                else:
+                    told = day
+                    message = calendar.alert(day)
+                    if message is not None:
+                        logger.warning("calendar: %s", message)
+            stop.wait(every)
+
+    thread = threading.Thread(target=run, name="calendar-warning", daemon=True)
+    thread.start()
+    return thread

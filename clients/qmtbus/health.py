@@ -35,6 +35,7 @@ from qmtbus.clock import SHANGHAI
 from qmtbus.config import Config, load_config
 from qmtbus.errors import GatewayError, GatewayUnreachable
 from qmtbus.keys import secure_client
+from qmtbus.reach import check_listening
 
 OK, UNHEALTHY = 0, 1
 Component = Literal["gateway", "recorder", "scheduler", "calendar"]
@@ -169,14 +170,15 @@ def _check_gateway(
     sub = _subscriber(ctx, g.events_address, curve)  # first, so the heartbeat wait overlaps
     started = time.monotonic()
     try:
-        with Gateway(
-            g.commands_address, g.events_address, heartbeat_timeout, 0, curve=curve
-        ) as client:
-            try:
+        status = None
+        try:
+            check_listening(g.commands_address, "gateway")  # a dead gateway is named at once
+            with Gateway(
+                g.commands_address, g.events_address, heartbeat_timeout, 0, curve=curve
+            ) as client:
                 status = client.status()
-            except (GatewayUnreachable, GatewayError) as err:
-                problems.append(f"gateway: {_sentence(err)}")
-                status = None
+        except (GatewayUnreachable, GatewayError) as err:
+            problems.append(f"gateway: {_sentence(err)}")
         if status is not None:
             health.reachable = True
             health.state, health.state_reason = status.state, status.state_reason
@@ -254,6 +256,7 @@ def _check_recorder(
         health.status_file_age = _file_age(Path(rc.status_file))
         health.pid = file_status.pid
     try:
+        check_listening(rc.query_address, "recorder")  # a dead recorder is named at once
         with RecorderClient(rc.query_address, timeout, 0, curve=client_curve(config)) as client:
             status = client.status()
     except (GatewayUnreachable, GatewayError) as err:

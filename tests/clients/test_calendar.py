@@ -415,3 +415,40 @@ def test_given_windows_and_the_xtquant_broker_then_xtdata_is_imported_lazily_and
 
     assert cal.last_source == XTDATA and not cal.is_trading_day(NEW_YEAR)
     assert [layer.name for layer in on_linux.layers] == [XSHG]  # broker = "sim": not asked
+
+
+def test_given_a_process_without_a_calendar_of_its_own_then_it_warns_once_a_day(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import threading
+
+    from qmtbus.calendar import TradingCalendar, warn_daily
+
+    sessions = [dt.date(2026, 12, 30), dt.date(2026, 12, 31)]
+    days = iter([dt.date(2026, 12, 31), dt.date(2026, 12, 31), dt.date(2027, 1, 4)])
+    seen: list[dt.date] = []
+    stop = threading.Event()
+
+    def today() -> dt.date:
+        day = next(days, None)
+        if day is None:
+            stop.set()
+            return seen[-1]
+        seen.append(day)
+        return day
+
+    logger = logging.getLogger("test.recorder")
+    with caplog.at_level(logging.WARNING, logger="test.recorder"):
+        thread = warn_daily(
+            Config(),
+            stop,
+            logger,
+            today,
+            lambda _c: TradingCalendar.from_sessions(sessions),
+            every=0.001,
+        )
+        thread.join(10)  # ends when the fake clock runs out of days
+    warnings = [r.getMessage() for r in caplog.records if r.name == "test.recorder"]
+    assert len(warnings) == 2, warnings  # 2026-12-31 once (not twice), then 2027-01-04
+    assert "ends on 2026-12-31, today" in warnings[0]
+    assert warnings[1].startswith("calendar: 2027-01-04 is past the last day")

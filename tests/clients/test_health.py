@@ -151,7 +151,7 @@ def test_given_nothing_running_then_health_names_each_missing_part_and_exits_1(
     assert problems[2].startswith("scheduler: no readable state file at")
     assert len(problems) == 3
     assert out.splitlines()[-1] == "3 problem(s)"
-    assert took < 15  # one timeout per part, not a retry storm
+    assert took < 5  # a connect check first: about 2 s of it is starting Python on a busy machine
 
 
 def test_given_gateway_disconnected_from_broker_then_health_says_not_ready(
