@@ -25,7 +25,7 @@ from qmtbus.gateway.broker.sim.store import (
     TradeRecord,
 )
 
-Fault = Literal["reject", "silent"] | None
+Fault = Literal["reject", "reject_error_first", "silent"] | None
 
 
 class Push(NamedTuple):
@@ -247,11 +247,12 @@ class Book:
                         f"insufficient cash: the order needs {to_yuan(estimate_m):.2f} CNY, "
                         f"{to_yuan(self.cash_m):.2f} CNY available",
                     )
-        if rejection is None and fault == "reject":
-            rejection = rules.Rejection(rules.ERR_SIMULATED, "rejected by the reject_next fault")
+        if rejection is None and fault in ("reject", "reject_error_first"):
+            rejection = rules.Rejection(rules.ERR_SIMULATED, f"rejected by the {fault} fault")
         if rejection is not None or quote is None:
             assert rejection is not None
-            return order_id, self._reject(state, rejection, seq, respond)
+            error_first = fault == "reject_error_first"
+            return order_id, self._reject(state, rejection, seq, respond, error_first)
 
         state.order_sysid = f"S{self._next_sysid:06d}"
         self._next_sysid += 1
@@ -278,14 +279,17 @@ class Book:
         return order_id, self._commit()
 
     def _reject(
-        self, state: OrderState, rejection: rules.Rejection, seq: int, respond: bool
+        self,
+        state: OrderState,
+        rejection: rules.Rejection,
+        seq: int,
+        respond: bool,
+        error_first: bool = False,
     ) -> list[Push]:
+        """Junk: the response carries the error and on_order_error follows; or (error_first)
+        on_order_error comes first and the response carries none (xttrader pairs them)."""
         state.order_status = xt.ORDER_JUNK
         state.status_msg = rejection.error_msg
-        if respond:
-            response = self._response(state, seq, rejection.error_msg)
-            self._pushes.append(Push("on_order_stock_async_response", response, True))
-        self._push_order(state)
         error = xt.XtOrderError(
             self.account_id,
             state.order_id,
@@ -295,7 +299,15 @@ class Book:
             state.order_remark,
             seq,
         )
-        self._pushes.append(Push("on_order_error", error, True))
+        if error_first:
+            self._pushes.append(Push("on_order_error", error, True))
+        if respond:
+            message = "" if error_first else rejection.error_msg
+            response = self._response(state, seq, message)
+            self._pushes.append(Push("on_order_stock_async_response", response, True))
+        self._push_order(state)
+        if not error_first:
+            self._pushes.append(Push("on_order_error", error, True))
         return self._commit()
 
     def _response(self, state: OrderState, seq: int, error_msg: str = "") -> xt.XtOrderResponse:
