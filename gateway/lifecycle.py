@@ -21,6 +21,7 @@ import msgspec
 from qmtbus import protocol as p
 from qmtbus.config import Config
 from qmtbus.gateway import convert
+from qmtbus.gateway.broker.xtquant import release
 from qmtbus.gateway.callbacks import Callbacks
 from qmtbus.gateway.handoff import (
     Answer,
@@ -213,7 +214,7 @@ class Lifecycle:
         trader, self.trader = self.trader, None
         if trader is not None:
             try:
-                trader.stop()
+                release(trader)
             except Exception as err:  # a dead session may fail to stop cleanly
                 log.warning("stopping session %s: %s", self.session_id, err)
 
