@@ -19,6 +19,7 @@ import msgspec
 
 from qmtbus import protocol as p
 from qmtbus.gateway.handoff import SendCancel, SendOrder
+from qmtbus.gateway.outcome import order_outcome
 from qmtbus.gateway.store import ACCEPTED, REJECTED, SENDING, SENT, ClientOrder
 
 if TYPE_CHECKING:
@@ -173,11 +174,12 @@ class OrderDesk:
                 ev, client_order_id=rec.client_order_id, order_remark=remark
             )
             if rec.state in (SENDING, SENT):
-                if ev.order_id > 0:
+                outcome, reason = order_outcome(ev.order_id, ev.error_msg)
+                if outcome == "accepted":
                     self.store.update_client_order(rec, ACCEPTED, ev.order_id)
                 else:
-                    reason = ev.error_msg or "the broker gave no order_id"
-                    self.store.update_client_order(rec, REJECTED, error_msg=reason)
+                    order_id = ev.order_id if ev.order_id > 0 else None
+                    self.store.update_client_order(rec, REJECTED, order_id, reason)
                 self._answer_order(rec)
         self.server.emit(ev)
 

@@ -151,7 +151,10 @@ class Server:
             epoch=self.epoch,
             seq=seq,
             ts=event.ts or p.now_ns(),
-            account_id=self.account_id,
+            # an account status names its own account; every other event is this gateway's
+            account_id=getattr(event, "account_id", "")
+            if isinstance(event, p.AccountStatusEvent)
+            else self.account_id,
         )
         payload = p.msgpack_encoder.encode(event)
         self.journal.append(seq, payload)

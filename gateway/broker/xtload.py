@@ -54,7 +54,7 @@ def load_xttrader(native: ModuleType | None) -> ModuleType:
         if loaded is None:
             if native is not None:
                 sys.modules[NATIVE] = native
-                package.xtpythonclient = native
+                setattr(package, "xtpythonclient", native)  # noqa: B010 - as the import would
             loaded = importlib.import_module("xtquant.xttrader")
         driving = getattr(loaded, "_XTQC_", None)
         if native is not None and driving is not native:

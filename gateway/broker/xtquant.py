@@ -76,9 +76,7 @@ class XtQuantBroker:
             raise BrokerUnavailable(UNAVAILABLE)
         path = config.xtquant.userdata_mini
         try:
-            traders = XtTraders(
-                None, path, config.gateway.account_id, config.xtquant.session_base
-            )
+            traders = XtTraders(None, path, config.gateway.account_id, config.xtquant.session_base)
             from xtquant import xtdata
         except BrokerUnavailable:
             raise
@@ -89,7 +87,7 @@ class XtQuantBroker:
                 f"miniQMT's userdata_mini folder {path!r} does not exist; set "
                 "xtquant.userdata_mini to the userdata_mini folder of the running miniQMT"
             )
-        self._traders = traders
+        self._traders: XtTraders = traders
         self._xtdata: Any = xtdata
         self._quotes: XtQuoteFeed = XtQuoteFeed(xtdata)
 

@@ -8,8 +8,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from qmtbus.gateway.broker.xtquant import release
 from tests.gateway.sim_support import (
     CODE,

@@ -12,7 +12,6 @@ import inspect
 import re
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 

@@ -23,7 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from qmtbus.gateway.broker.sim import objects as xt
 from qmtbus.gateway.broker.sim import terminal as terminals
@@ -44,7 +44,7 @@ class _Req:
     """A request struct: only its declared fields can be set, as on the compiled one."""
 
     __slots__: tuple[str, ...] = ()
-    _defaults: dict[str, Any] = {}
+    _defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self) -> None:
         for name, value in self._defaults.items():
@@ -245,22 +245,22 @@ class XtQuantAsyncClient:
             self._terminal = terminal
         return result
 
-    def nextSeq(self) -> int:  # noqa: N802 - the native name
+    def nextSeq(self) -> int:
         with self._seq_lock:
             return next(self._seqs)
 
-    def setTimeout(self, timeout: int) -> None:  # noqa: N802 - the native name
+    def setTimeout(self, timeout: int) -> None:
         self._timeout = max(0, int(timeout)) / 1000.0
 
     # -- requests ----------------------------------------------------------------------
 
-    def subscribeWithSeq(self, seq: int, req: Any) -> None:  # noqa: N802
+    def subscribeWithSeq(self, seq: int, req: Any) -> None:
         self._subscribe(seq, req, True, "OnSubscribeRespCallback")
 
-    def unsubscribeWithSeq(self, seq: int, req: Any) -> None:  # noqa: N802
+    def unsubscribeWithSeq(self, seq: int, req: Any) -> None:
         self._subscribe(seq, req, False, "OnUnsubscribeRespCallback")
 
-    def orderStockWithSeq(self, seq: int, req: Any) -> None:  # noqa: N802
+    def orderStockWithSeq(self, seq: int, req: Any) -> None:
         terminal = self._live()
         if terminal is None:
             return  # a dead session answers nothing
@@ -278,7 +278,7 @@ class XtQuantAsyncClient:
             order_remark=str(req.m_strOrderRemark),
         )
 
-    def cancelOrderStockWithSeq(self, seq: int, req: Any) -> None:  # noqa: N802
+    def cancelOrderStockWithSeq(self, seq: int, req: Any) -> None:
         terminal = self._live()
         if terminal is None:
             return
@@ -293,10 +293,10 @@ class XtQuantAsyncClient:
                 self, seq, True, account_id=req.m_strAccountID, order_id=int(req.m_nOrderID)
             )
 
-    def queryStockAssetWithSeq(self, seq: int, req: Any) -> None:  # noqa: N802
+    def queryStockAssetWithSeq(self, seq: int, req: Any) -> None:
         self._query(seq, req, "OnQueryStockAssetCallback", lambda b: [b.asset()])
 
-    def queryStockOrdersWithSeq(self, seq: int, req: Any) -> None:  # noqa: N802
+    def queryStockOrdersWithSeq(self, seq: int, req: Any) -> None:
         order_id, cancelable = int(req.m_nOrderID), bool(req.m_bCanCancel)
 
         def read(book: Book) -> list[Any]:
@@ -307,10 +307,10 @@ class XtQuantAsyncClient:
 
         self._query(seq, req, "OnQueryStockOrdersCallback", read)
 
-    def queryStockTradesWithSeq(self, seq: int, req: Any) -> None:  # noqa: N802
+    def queryStockTradesWithSeq(self, seq: int, req: Any) -> None:
         self._query(seq, req, "OnQueryStockTradesCallback", lambda b: b.trade_views())
 
-    def queryStockPositionsWithSeq(self, seq: int, req: Any) -> None:  # noqa: N802
+    def queryStockPositionsWithSeq(self, seq: int, req: Any) -> None:
         code = str(req.m_strStockCode)
 
         def read(book: Book) -> list[Any]:
@@ -321,13 +321,13 @@ class XtQuantAsyncClient:
 
         self._query(seq, req, "OnQueryStockPositionsCallback", read)
 
-    def queryAccountStatusWithSeq(self, seq: int, req: Any) -> None:  # noqa: N802
+    def queryAccountStatusWithSeq(self, seq: int, req: Any) -> None:
         terminal = self._expect(seq, "OnQueryAccountStatusCallback")
         if terminal is not None and terminal.answers_queries():
             statuses = [account_status(s) for s in terminal.account_status()]
             self._answer(seq, "OnQueryAccountStatusCallback", statuses)
 
-    def queryAccountInfosWithSeq(self, seq: int, req: Any) -> None:  # noqa: N802
+    def queryAccountInfosWithSeq(self, seq: int, req: Any) -> None:
         terminal = self._expect(seq, "OnQueryAccountInfosCallback")
         if terminal is not None and terminal.answers_queries():
             self._answer(seq, "OnQueryAccountInfosCallback", [])

@@ -1,0 +1,101 @@
+"""The defects found by reading xttrader.py, each as a story through a real gateway whose
+trader is xtquant's own XtQuantTrader over the simulated native module."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from qmtbus import protocol as p
+from tests.gateway.conftest import CODE, order, price, start_listened
+from tests.support import Proc, Stack, Subscriber, wait_for
+
+
+def test_given_price_type_99_then_the_first_reply_is_rejected_and_the_cli_exits_non_zero(
+    stack: Stack, gateway: Proc, events: Subscriber
+) -> None:
+    # The terminal gives the junk order an id and puts the reason in error_msg.
+    bad = p.PlaceOrder(
+        client_order_id="pt99-1", stock_code=CODE, order_type=p.STOCK_BUY,
+        order_volume=100, price_type=99, price=price(),
+    )  # fmt: skip
+    ack = stack.call(bad)
+    assert isinstance(ack, p.OrderAck), ack
+    assert (ack.status, ack.duplicate) == ("rejected", False)
+    assert "price_type 99" in ack.error_msg
+
+    done = subprocess.run(
+        [sys.executable, "-m", "qmtbus.cli", "--config", str(stack.config_path),
+         "buy", CODE, "100", "--price", str(price()), "--price-type", "99"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "accepted" not in done.stdout
+    assert "price_type 99" in done.stderr
+
+
+def test_given_order_error_before_the_response_then_the_first_reply_is_rejected(
+    stack: Stack, gateway: Proc, events: Subscriber
+) -> None:
+    # xttrader holds the early on_order_error and delivers it right after the (clean) response.
+    assert isinstance(stack.call(p.SimFault(fault="reject_next_error_first")), p.SimAck)
+    ack = stack.call(order("early-err-1"))
+    assert isinstance(ack, p.OrderAck), ack
+    assert ack.status == "rejected" and "reject_error_first" in ack.error_msg
+    error = events.wait(lambda e: isinstance(e, p.OrderErrorEvent), 10, "order_error")
+    assert error.client_order_id == "early-err-1"
+
+
+def test_given_response_with_error_msg_then_the_first_reply_is_rejected_with_it(
+    stack: Stack, gateway: Proc, events: Subscriber
+) -> None:
+    stack.call(p.SimFault(fault="reject_next"))
+    ack = stack.call(order("resp-err-1"))
+    assert isinstance(ack, p.OrderAck), ack
+    assert ack.status == "rejected" and "reject_next" not in ack.error_msg
+    assert ack.error_msg == "rejected by the reject fault"
+    response = events.wait(lambda e: isinstance(e, p.OrderResponseEvent), 10, "response")
+    assert response.order_id == ack.order_id > 0 and response.error_msg == ack.error_msg
+
+
+def test_given_an_order_nobody_answers_then_it_is_found_by_its_remark_and_that_is_an_event(
+    stack: Stack, events: Subscriber
+) -> None:
+    stack.write_config(gateway={"order_reply_timeout": 0.5})
+    proc = start_listened(stack, events)
+    try:
+        stack.call(p.SimFault(fault="mute_next_order"))
+        ack = stack.call(order("mute-1", factor=0.98))
+        assert isinstance(ack, p.OrderAck) and ack.status == "pending"
+        found = events.wait(
+            lambda e: isinstance(e, p.OrderEvent) and e.client_order_id == "mute-1", 30, "found"
+        )
+        assert found.order_status == 50 and found.order_id > 0
+        later = stack.call(order("mute-1", factor=0.98))
+        assert later.duplicate and later.status == "accepted" and later.order_id == found.order_id
+    finally:
+        proc.stop()
+
+
+def _state(stack: Stack) -> str:
+    try:
+        return str(stack.call(p.GetStatus(), timeout=2.0).state)
+    except Exception:
+        return "unreachable"
+
+
+def test_given_the_broker_stops_answering_queries_then_the_gateway_leaves_ready_and_comes_back(
+    stack: Stack, events: Subscriber
+) -> None:
+    stack.write_config(gateway={"broker_timeout": 1.0, "probe_interval": 1.0})
+    proc = start_listened(stack, events)
+    try:
+        stack.call(p.SimFault(fault="mute_queries", value=1))
+        left = events.wait(
+            lambda e: isinstance(e, p.GatewayEvent) and e.state != "ready", 15, "left ready"
+        )
+        assert left.state == "disconnected" and "query_stock" in left.reason, left
+        stack.call(p.SimFault(fault="mute_queries", value=0))
+        wait_for(lambda: _state(stack) == "ready", 30, "ready again")
+    finally:
+        proc.stop()
