@@ -441,7 +441,8 @@ class SimFault(_Msg, tag="sim_fault", frozen=True, kw_only=True):
     fault: disconnect (now), reject_next (response with error_msg, then
     on_order_error), reject_next_error_first (on_order_error before a clean
     response), silent_reject_next, mute_next_order (placed, nobody told),
-    mute_queries / skip_asset_pushes / fail_xtdata (value = 1 on, 0 off),
+    mute_queries / skip_asset_pushes / fail_xtdata / raise_in_queries
+    (value = 1 on, 0 off),
     slow_xtdata (value = seconds), account_status (value = the status pushed),
     delay_callbacks (value = seconds), reorder_callbacks (value = 1 on, 0 off),
     clear (undo them all).
@@ -461,6 +462,7 @@ class SimFault(_Msg, tag="sim_fault", frozen=True, kw_only=True):
         "slow_xtdata",
         "fail_xtdata",
         "account_status",
+        "raise_in_queries",
     ]
     value: float = 0.0
 

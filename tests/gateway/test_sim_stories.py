@@ -99,3 +99,21 @@ def test_given_the_broker_stops_answering_queries_then_the_gateway_leaves_ready_
         wait_for(lambda: _state(stack) == "ready", 30, "ready again")
     finally:
         proc.stop()
+
+
+def test_given_the_broker_thread_dies_then_the_gateway_exits_non_zero_for_supervisord(
+    stack: Stack, events: Subscriber
+) -> None:
+    stack.write_config(gateway={"probe_interval": 0.5})
+    proc = start_listened(stack, events)
+    try:
+        stack.call(p.SimFault(fault="raise_in_queries", value=1))
+        said = events.wait(
+            lambda e: isinstance(e, p.GatewayEvent) and e.state == "stopping", 15, "stopping"
+        )
+        assert "the broker thread died (RuntimeError" in said.reason
+        assert proc.wait_exit(30) == 1
+        assert "the broker thread died" in proc.log()
+    finally:
+        if proc.alive():
+            proc.kill()

@@ -69,6 +69,7 @@ class SimTerminal:
         self._rejects: list[Fault] = []
         self._mute_next = 0
         self._mute_queries = False
+        self._raise_in_queries = False
         self._skip_asset_pushes = False
         self._xtdata_delay = 0.0
         self._xtdata_fails = False
@@ -304,7 +305,10 @@ class SimTerminal:
         return [xt.XtAccountStatus(self.account_id, xt.SECURITY_ACCOUNT, xt.ACCOUNT_STATUS_OK)]
 
     def answers_queries(self) -> bool:
-        """False under the mute_queries fault: queries and subscribes go unanswered."""
+        """False under the mute_queries fault: queries and subscribes go unanswered. Raises
+        under the raise_in_queries fault (a native client that fails in the caller's call)."""
+        if self._raise_in_queries:
+            raise RuntimeError("the native client raised (raise_in_queries fault)")
         return not self._mute_queries
 
     # -- pushes ------------------------------------------------------------------
@@ -371,6 +375,9 @@ class SimTerminal:
             if fault == "mute_queries":
                 self._mute_queries = bool(value)
                 return "queries go unanswered" if value else "queries are answered"
+            if fault == "raise_in_queries":
+                self._raise_in_queries = bool(value)
+                return "queries raise in the caller" if value else "queries do not raise"
             if fault == "skip_asset_pushes":
                 self._skip_asset_pushes = bool(value)
                 return "asset and position pushes are skipped" if value else "asset pushes on"
@@ -394,6 +401,7 @@ class SimTerminal:
                 self._rejects.clear()
                 self._mute_next = 0
                 self._mute_queries = self._skip_asset_pushes = self._xtdata_fails = False
+                self._raise_in_queries = False
                 self._fault_delay = self._xtdata_delay = 0.0
                 self._reorder = False
                 return "faults cleared"
