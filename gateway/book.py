@@ -142,7 +142,10 @@ class Book:
 
     # -- BookView for the risk gate ------------------------------------------------------
     def instrument(self, stock_code: str) -> Any:
-        return self.broker.instrument(stock_code)
+        return self.broker.instrument(stock_code)  # a cache: never waits on the broker
+
+    def instrument_note(self, stock_code: str) -> str:
+        return str(self.broker.instrument_note(stock_code))
 
     def can_use_volume(self, stock_code: str) -> int:
         pos = self.positions.get(stock_code)

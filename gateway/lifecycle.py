@@ -194,7 +194,13 @@ class Lifecycle:
         if rc != 0:
             raise Disconnected(f"subscribe() returned {rc}")
         self._state(State.RECONCILING)
-        self.post(self._snapshot(reconcile=True))
+        snapshot = self._snapshot(reconcile=True)
+        self.post(snapshot)
+        held = {x.stock_code for x in snapshot.positions or []}
+        held |= {o.stock_code for o in snapshot.orders or []}
+        prefetch = getattr(self.broker, "prefetch", None)
+        if prefetch is not None and held:
+            prefetch(sorted(held))  # instrument data the risk gate will ask for
         self._state(State.READY)
 
     def _snapshot(self, reconcile: bool) -> Snapshot:

@@ -17,9 +17,11 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from qmtbus.gateway.broker import BrokerUnavailable, Instrument, NotSupported, TickSink
+from qmtbus.gateway.broker.instruments import InstrumentCache
 from qmtbus.gateway.broker.sessions import SessionIds
 from qmtbus.gateway.broker.xtload import load_xttrader
 from qmtbus.gateway.broker.xtquote import XtQuoteFeed
+from qmtbus.gateway.window import trading_day
 
 if TYPE_CHECKING:
     from qmtbus.config import Config
@@ -90,6 +92,8 @@ class XtQuantBroker:
         self._traders: XtTraders = traders
         self._xtdata: Any = xtdata
         self._quotes: XtQuoteFeed = XtQuoteFeed(xtdata)
+        # xtdata answers in seconds when miniQMT is busy: never on the I/O thread.
+        self._instruments: InstrumentCache = InstrumentCache(self._load_instrument, trading_day)
 
     def new_trader(self, session_id: int) -> Any:
         return self._traders.new_trader(session_id)
@@ -101,6 +105,16 @@ class XtQuantBroker:
         return self._traders.new_session_id()
 
     def instrument(self, stock_code: str) -> Instrument | None:
+        return self._instruments.get(stock_code)
+
+    def instrument_note(self, stock_code: str) -> str:
+        return self._instruments.note(stock_code)
+
+    def prefetch(self, codes: list[str]) -> None:
+        self._instruments.prefetch(codes)
+
+    def _load_instrument(self, stock_code: str) -> Instrument | None:
+        """On the cache's thread: two xtdata calls."""
         detail = self._xtdata.get_instrument_detail(stock_code)
         if not detail:
             return None
@@ -133,4 +147,5 @@ class XtQuantBroker:
 
     def close(self) -> None:
         # Each trader is stopped by the gateway; the quote feed drops its subscriptions.
+        self._instruments.close()
         self._quotes.close()

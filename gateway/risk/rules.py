@@ -104,7 +104,10 @@ class Ctx:
         return f"{value:.{3 if self.tick < 0.01 else 2}f}"
 
     def no_price(self, what: str) -> str:
-        return f"no market price for {self.order.stock_code}, so {what} cannot be checked"
+        note = getattr(self.book, "instrument_note", None)
+        why = note(self.order.stock_code) if note is not None else ""
+        because = f" ({why})" if why else ""
+        return f"no market price for {self.order.stock_code}{because}, so {what} cannot be checked"
 
 
 def money(value: float) -> str:

@@ -173,7 +173,7 @@ class Sim:
         return self.broker.sim_command(SimFault(fault=fault, value=value))
 
     def prev_close(self, code: str = CODE) -> float:
-        instrument = self.broker.instrument(code)
+        instrument = self.broker.terminal.instrument(code)  # straight from the market
         assert instrument is not None
         return instrument.prev_close
 
@@ -205,19 +205,29 @@ def open_sim(data_dir: Path, clock: Clock | None = None, **sim: Any) -> Iterator
             sim_.traders.clear()
 
 
+# Main-thread event loops kept for the whole test session (see main_thread_loop).
+_KEPT_LOOPS: list[asyncio.AbstractEventLoop] = []
+
+
 @contextmanager
 def main_thread_loop() -> Iterator[None]:
-    """XtQuantTrader built on the main thread saves the thread's event loop (creating one
-    if there is none) and puts it back when garbage-collected: give it one that is closed
-    afterwards, so no loop outlives the test."""
-    loop = asyncio.new_event_loop()
+    """XtQuantTrader built on the main thread saves the thread's event loop (making one if
+    there is none) and puts it back from __del__, whenever that runs: even after the test.
+    So the main thread gets one loop for the whole session, never closed nor dropped (a
+    dropped loop warns when collected), and any loop it had before is kept alive too."""
+    policy = asyncio.get_event_loop_policy()
+    previous = getattr(getattr(policy, "_local", None), "_loop", None)
+    if previous is not None and previous not in _KEPT_LOOPS:
+        _KEPT_LOOPS.append(previous)
+    if not _KEPT_LOOPS:
+        _KEPT_LOOPS.append(asyncio.new_event_loop())
+    loop = previous or _KEPT_LOOPS[0]
     asyncio.set_event_loop(loop)
     try:
         yield
     finally:
         gc.collect()  # stopped traders: their __del__ runs now, on this thread
-        asyncio.set_event_loop(None)
-        loop.close()
+        asyncio.set_event_loop(loop)
 
 
 def settle(sim: Sim, trader: Any, recorder: Recorder) -> None:

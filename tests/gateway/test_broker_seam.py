@@ -12,6 +12,7 @@ from qmtbus.gateway.broker import BrokerUnavailable, Instrument, open_broker
 from qmtbus.gateway.broker.sessions import SessionIds
 from qmtbus.gateway.broker.xtquant import release
 from tests.gateway.sim_support import main_thread_loop
+from tests.support import wait_for
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="on Windows the real broker may open")
@@ -44,11 +45,13 @@ def _open_the_simulator(config: Config, tmp_path: Path) -> None:
         assert broker.name == "sim"
         account = broker.account()
         assert (account.account_id, account.account_type) == ("SIM0001", 2)
-        instrument = broker.instrument("600000.SH")
+        # From the instrument cache: loaded off the caller's thread, at the first ask.
+        instrument = wait_for(lambda: broker.instrument("600000.SH"), 10, "instrument data")
         assert isinstance(instrument, Instrument)
         assert instrument.down_stop_price < instrument.last_price < instrument.up_stop_price
         assert instrument.price_tick == 0.01
-        assert broker.instrument("bogus") is None
+        wait_for(lambda: broker.instrument("bogus") is None and broker.instrument_note("bogus"))
+        assert broker.instrument_note("bogus") == "the broker does not know it"
         assert (tmp_path / "sim").is_dir()
         first, second = broker.new_session_id(), broker.new_session_id()
         assert first != second and min(first, second) >= config.xtquant.session_base

@@ -95,7 +95,7 @@ def test_given_book_reopened_on_a_new_trading_day_then_yesterdays_buys_are_sella
     with open_sim(tmp_path, clock) as sim:
         trader, rec = sim.session()
         wait_status(rec, response_for(rec, sim.buy(trader, 300, sim.prev_close())).order_id, 56)
-        last = sim.broker.instrument(CODE).last_price
+        last = sim.broker.terminal.instrument(CODE).last_price
 
     clock.advance(DAY)
     with open_sim(tmp_path, clock) as sim:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 from qmtbus import protocol as p
 from tests.gateway.conftest import CODE, order, price, start_listened
@@ -117,3 +118,50 @@ def test_given_the_broker_thread_dies_then_the_gateway_exits_non_zero_for_superv
     finally:
         if proc.alive():
             proc.kill()
+
+
+def _buy(client_order_id: str, code: str, at: float) -> p.PlaceOrder:
+    return p.PlaceOrder(
+        client_order_id=client_order_id, stock_code=code, order_type=p.STOCK_BUY,
+        order_volume=100, price_type=p.FIX_PRICE, price=at,
+    )  # fmt: skip
+
+
+def test_given_slow_market_data_then_an_order_is_answered_at_once_and_heartbeats_keep_time(
+    stack: Stack, gateway: Proc, events: Subscriber
+) -> None:
+    code = "600036.SH"
+    stack.call(p.SimFault(fault="slow_xtdata", value=2.5))
+    started = time.monotonic()
+    reply = stack.call(_buy("slow-1", code, price(code=code)), timeout=10)
+    took = time.monotonic() - started
+    assert isinstance(reply, p.ErrorReply) and reply.code == p.RISK_DENIED, reply
+    assert "still loading" in reply.message
+    assert took < 2.0, f"the I/O thread waited {took:.1f} s on market data"
+    beats = [e for e in events.drain() if isinstance(e, p.HeartbeatEvent)]
+    gaps = [(b.ts - a.ts) / 1e9 for a, b in zip(beats, beats[1:], strict=False)]
+    assert all(gap < 2.0 for gap in gaps), gaps
+    # once loaded, the next order on it passes the gate
+    stack.call(p.SimFault(fault="slow_xtdata", value=0))
+    ok = wait_for(
+        lambda: (
+            isinstance(
+                r := stack.call(_buy(f"slow-{time.monotonic_ns()}", code, price(code=code))),
+                p.OrderAck,
+            )
+            and r
+        ),  # noqa: E501
+        15,
+        "the instrument loaded",
+    )
+    assert ok.status == "accepted"
+
+
+def test_given_failing_market_data_then_an_order_is_refused_in_one_clear_sentence(
+    stack: Stack, gateway: Proc
+) -> None:
+    code = "000001.SZ"
+    stack.call(p.SimFault(fault="fail_xtdata", value=1))
+    reply = stack.call(_buy("fail-1", code, price(code=code)))
+    assert isinstance(reply, p.ErrorReply) and reply.code == p.RISK_DENIED, reply
+    assert "market data failed (xtdata.get_instrument_detail failed" in reply.message

@@ -56,7 +56,10 @@ def test_given_stop_called_from_a_callback_then_it_raises_runtime_error(tmp_path
         rec.on_call = stop_inside
         response_for(rec, sim.buy(trader, 100, sim.prev_close()))
         assert len(raised) == 1 and "join current thread" in str(raised[0])
-        sim.traders.remove(trader)  # half stopped: the real one cannot be stopped again
+        # Half stopped: finish what stop() could not from inside its own push thread.
+        sim.traders.remove(trader)
+        trader.executor.shutdown(wait=True)
+        trader.relaxed_resp_executor.shutdown(wait=True)
         trader.loop.close()
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from qmtbus.gateway.broker import BrokerUnavailable, Instrument, TickSink
-from qmtbus.gateway.broker.sim import native
+from qmtbus.gateway.broker.instruments import InstrumentCache
+from qmtbus.gateway.broker.sim import hours, native
 from qmtbus.gateway.broker.sim.terminal import SimTerminal
 from qmtbus.gateway.broker.xtquant import XtTraders
 from qmtbus.protocol import SimFault, SimSetPrice
@@ -40,6 +41,11 @@ class SimBroker:
         self._traders = XtTraders(native, self.path, self._account_id, config.xtquant.session_base)
         self.terminal = SimTerminal(Path(self.path), config.sim, self._account_id, clock)
         self.terminal.start()
+        # Market data as xtdata gives it: off the I/O thread (slow_xtdata and fail_xtdata
+        # faults act in terminal.instrument).
+        self._instruments = InstrumentCache(
+            self.terminal.instrument, lambda: hours.trading_day(clock())
+        )
 
     def new_trader(self, session_id: int) -> Any:
         """xtquant.xttrader.XtQuantTrader, over the simulated native client."""
@@ -52,7 +58,13 @@ class SimBroker:
         return self._traders.new_session_id(self.terminal.live_sessions())
 
     def instrument(self, stock_code: str) -> Instrument | None:
-        return self.terminal.instrument(stock_code)
+        return self._instruments.get(stock_code)
+
+    def instrument_note(self, stock_code: str) -> str:
+        return self._instruments.note(stock_code)
+
+    def prefetch(self, codes: list[str]) -> None:
+        self._instruments.prefetch(codes)
 
     def sim_command(self, command: SimFault | SimSetPrice) -> str:
         if isinstance(command, SimFault):
@@ -74,4 +86,5 @@ class SimBroker:
         return self.terminal.full_tick(stock_code)
 
     def close(self) -> None:
+        self._instruments.close()
         self.terminal.close()
