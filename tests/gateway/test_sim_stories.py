@@ -3,6 +3,7 @@ trader is xtquant's own XtQuantTrader over the simulated native module."""
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import time
@@ -139,7 +140,7 @@ def test_given_slow_market_data_then_an_order_is_answered_at_once_and_heartbeats
     assert "still loading" in reply.message
     assert took < 2.0, f"the I/O thread waited {took:.1f} s on market data"
     beats = [e for e in events.drain() if isinstance(e, p.HeartbeatEvent)]
-    gaps = [(b.ts - a.ts) / 1e9 for a, b in zip(beats, beats[1:], strict=False)]
+    gaps = [(b.ts - a.ts) / 1e9 for a, b in itertools.pairwise(beats)]
     assert all(gap < 2.0 for gap in gaps), gaps
     # once loaded, the next order on it passes the gate
     stack.call(p.SimFault(fault="slow_xtdata", value=0))
@@ -150,7 +151,7 @@ def test_given_slow_market_data_then_an_order_is_answered_at_once_and_heartbeats
                 p.OrderAck,
             )
             and r
-        ),  # noqa: E501
+        ),
         15,
         "the instrument loaded",
     )
