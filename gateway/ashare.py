@@ -60,6 +60,54 @@ def limit_prices(stock_code: str, prev_close: float) -> tuple[float, float]:
     return round_price(prev_close * (1 + pct), tick), round_price(prev_close * (1 - pct), tick)
 
 
+# xtconstant price types: 5 latest, 11 limit on every exchange; market types by exchange:
+# 42/43 SH and BJ (best five then cancel / then limit), 44-48 SZ (counterparty best, own
+# best, immediate-or-cancel, best five then cancel, fill-or-kill).
+ANY_EXCHANGE_PRICE_TYPES = frozenset({5, 11})
+MARKET_PRICE_TYPES = {
+    "SH": frozenset({42, 43}),
+    "BJ": frozenset({42, 43}),
+    "SZ": frozenset({44, 45, 46, 47, 48}),
+}
+
+
+def price_type_error(stock_code: str, price_type: int) -> str | None:
+    """Why `price_type` is not one the code's exchange takes, or None."""
+    market = stock_code.rpartition(".")[2].upper()
+    allowed = ANY_EXCHANGE_PRICE_TYPES | MARKET_PRICE_TYPES.get(market, frozenset())
+    if price_type in allowed:
+        return None
+    names = ", ".join(str(t) for t in sorted(allowed))
+    return (
+        f"price_type {price_type} is not taken on {market or 'this exchange'} (use one of {names})"
+    )
+
+
+def t_plus_zero(stock_code: str) -> bool:
+    """Funds and ETFs bought today may be sold today (T+0 in this model); stocks are T+1."""
+    return board_of(stock_code) == "fund"
+
+
+def stamp_duty_applies(stock_code: str) -> bool:
+    """Stamp duty is on stock sells only: funds and ETFs are free of it."""
+    return board_of(stock_code) != "fund"
+
+
+# The exchanges take no cancels in the last minutes of each call auction.
+_NO_CANCEL = ((dt.time(9, 20), dt.time(9, 25)), (dt.time(14, 57), dt.time(15, 0)))
+
+
+def cancel_refused(t: dt.time) -> str | None:
+    """Why the exchange refuses a cancel at Shanghai wall-clock time `t`, or None."""
+    for start, end in _NO_CANCEL:
+        if start <= t < end:
+            return (
+                f"the exchange takes no cancels between {start:%H:%M} and {end:%H:%M} "
+                "(call auction); cancel after the auction"
+            )
+    return None
+
+
 def on_tick(price: float, tick: float) -> bool:
     steps = price / tick
     return math.isclose(steps, round(steps), abs_tol=1e-6)
@@ -111,10 +159,10 @@ class Fees:
     def commission(self, amount: float) -> float:
         return round(max(amount * self.commission_rate, self.commission_min), 2)
 
-    def total(self, amount: float, is_sell: bool) -> float:
-        """Commission + transfer fee (both sides) + stamp duty (sells only), in CNY."""
+    def total(self, amount: float, is_sell: bool, stock_code: str = "") -> float:
+        """Commission + transfer fee (both sides) + stamp duty (stock sells only), in CNY."""
         fee = self.commission(amount) + amount * self.transfer_fee_rate
-        if is_sell:
+        if is_sell and (not stock_code or stamp_duty_applies(stock_code)):
             fee += amount * self.stamp_duty_rate
         return round(fee, 2)
 

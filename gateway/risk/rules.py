@@ -168,15 +168,21 @@ def tick_size(c: Ctx) -> str | None:
     return None
 
 
+def price_type(c: Ctx) -> str | None:
+    return ashare.price_type_error(c.order.stock_code, c.order.price_type)
+
+
 def price_limits(c: Ctx) -> str | None:
     if not (c.config.check_price_limits and c.is_limit):
         return None
     inst = c.instrument
-    up, down = (inst.up_stop_price, inst.down_stop_price) if inst else (0.0, 0.0)
-    if (up <= 0 or down <= 0) and inst and inst.prev_close > 0:
-        up, down = ashare.limit_prices(c.order.stock_code, inst.prev_close)
-    if up <= 0 or down <= 0:
+    if inst is None:
         return c.no_price("the day's limit prices")
+    up, down = inst.up_stop_price, inst.down_stop_price
+    if up <= 0 or down <= 0:
+        # The broker's limits are the truth: none (e.g. the first days after an IPO) means
+        # no limit today, never one invented from the previous close.
+        return None
     price = c.order.price
     if price > up + EPS:
         return f"{c.side} price {c.price(price)} is above the up-stop price {c.price(up)}"
@@ -201,8 +207,11 @@ def fat_finger(c: Ctx) -> str | None:
     ref, what = _reference_price(c.instrument)
     if ref <= 0:
         return c.no_price("fat_finger_pct")
+    # Only the aggressive side: a buy far below the market or a sell far above it rests in
+    # the book, it is not a fat finger.
+    aggressive = c.order.price > ref if c.is_buy else c.order.price < ref
     off = abs(c.order.price - ref) / ref * 100
-    if off > pct + EPS:
+    if aggressive and off > pct + EPS:
         # the band as the prices on the tick that pass: rounding its edges to the
         # nearest tick could show a refused price as allowed
         low = math.ceil(ref * (1 - pct / 100) / c.tick - EPS) * c.tick
@@ -317,6 +326,7 @@ RULES: tuple[Rule, ...] = (
     trading_state,
     deny_symbols,
     allow_symbols,
+    price_type,
     lot_size,
     tick_size,
     price_limits,

@@ -13,27 +13,49 @@ from tests.gateway.conftest import CODE, order, price, start_listened
 from tests.support import Proc, Stack, Subscriber, wait_for
 
 
-def test_given_price_type_99_then_the_first_reply_is_rejected_and_the_cli_exits_non_zero(
-    stack: Stack, gateway: Proc, events: Subscriber
-) -> None:
-    # The terminal gives the junk order an id and puts the reason in error_msg.
-    bad = p.PlaceOrder(
-        client_order_id="pt99-1", stock_code=CODE, order_type=p.STOCK_BUY,
-        order_volume=100, price_type=99, price=price(),
-    )  # fmt: skip
-    ack = stack.call(bad)
-    assert isinstance(ack, p.OrderAck), ack
-    assert (ack.status, ack.duplicate) == ("rejected", False)
-    assert "price_type 99" in ack.error_msg
-
-    done = subprocess.run(
+def _cli_buy_99(stack: Stack) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "qmtbus.cli", "--config", str(stack.config_path),
          "buy", CODE, "100", "--price", str(price()), "--price-type", "99"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
+
+
+def _buy_99(client_order_id: str) -> p.PlaceOrder:
+    return p.PlaceOrder(
+        client_order_id=client_order_id, stock_code=CODE, order_type=p.STOCK_BUY,
+        order_volume=100, price_type=99, price=price(),
+    )  # fmt: skip
+
+
+def test_given_price_type_99_then_the_risk_gate_refuses_it_and_the_cli_exits_non_zero(
+    stack: Stack, gateway: Proc
+) -> None:
+    reply = stack.call(_buy_99("pt99-gate"))
+    assert isinstance(reply, p.ErrorReply) and reply.rule == "price_type", reply
+    done = _cli_buy_99(stack)
     assert done.returncode == 1, (done.stdout, done.stderr)
-    assert "accepted" not in done.stdout
-    assert "price_type 99" in done.stderr
+    assert "accepted" not in done.stdout and "price_type 99" in done.stderr
+
+
+def test_given_price_type_99_past_the_gate_then_the_first_reply_is_the_brokers_rejection(
+    stack: Stack, events: Subscriber
+) -> None:
+    # With the gate off the order reaches the terminal, which gives the junk order an id and
+    # puts the reason in the response's error_msg: that is a rejection, not "accepted".
+    stack.write_config(risk={"enabled": False})
+    proc = start_listened(stack, events)
+    try:
+        ack = stack.call(_buy_99("pt99-broker"))
+        assert isinstance(ack, p.OrderAck), ack
+        assert (ack.status, ack.duplicate) == ("rejected", False)
+        assert ack.error_msg == "price_type 99 is not taken on SH (use one of 5, 11, 42, 43)"
+        done = _cli_buy_99(stack)
+        assert done.returncode == 1, (done.stdout, done.stderr)
+        assert "accepted" not in done.stdout
+        assert "the broker rejected order" in done.stderr and "price_type 99" in done.stderr
+    finally:
+        proc.stop()
 
 
 def test_given_order_error_before_the_response_then_the_first_reply_is_rejected(

@@ -361,7 +361,7 @@ class Book:
         fee_m = max(0, commission_m - state.commission_m)
         state.commission_m += fee_m
         fee_m += to_mils(round(amount * self._fees.transfer_fee_rate, 2))
-        if not is_buy:
+        if not is_buy and ashare.stamp_duty_applies(state.stock_code):
             fee_m += to_mils(round(amount * self._fees.stamp_duty_rate, 2))
         state.traded_volume += volume
         state.traded_amount_m += amount_m
@@ -374,6 +374,8 @@ class Book:
             self._frozen_m -= from_frozen
             self.cash_m -= amount_m + fee_m - from_frozen
             held.volume += volume
+            if ashare.t_plus_zero(state.stock_code):  # funds and ETFs sell the same day
+                held.can_use_volume += volume
             held.cost_m += amount_m + fee_m
             held.open_cost_m += amount_m
         else:
@@ -420,17 +422,21 @@ class Book:
         order_id: int | None = None,
         sysid: str | None = None,
         market: int | str | None = None,
+        refused: str | None = None,
     ) -> tuple[int, list[Push]]:
-        """Cancel by order_id or by (market, sysid); returns (cancel_result, pushes)."""
+        """Cancel by order_id or by (market, sysid); returns (cancel_result, pushes).
+        `refused`: why the exchange takes no cancel now (the order stays as it is)."""
         if order_id is not None:
             found = self.orders.get(order_id)
         else:
             found = self.orders.get(self._by_sysid.get(sysid or "", -1))
             if found is not None and _market_enum(market) != _market_enum(found.stock_code[-2:]):
                 found = None
-        if found is None or found.order_status in xt.FINAL_STATUSES:
+        if found is None or found.order_status in xt.FINAL_STATUSES or refused:
             result = -1 if found is None else 0
-            if found is None:
+            if refused and found is not None and found.order_status not in xt.FINAL_STATUSES:
+                message = refused
+            elif found is None:
                 message = f"order {order_id if order_id is not None else sysid} not found"
             else:
                 message = f"order {found.order_id} is final (status {found.order_status})"

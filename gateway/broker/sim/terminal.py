@@ -292,7 +292,10 @@ class SimTerminal:
                 return -1
             if account_id != self.account_id:
                 target = {"order_id": -1}  # not found for this account
-            result, pushes = self._book.cancel(seq=seq, respond=respond, **target)
+            refused = None
+            if self._config.market_hours:
+                refused = ashare.cancel_refused(hours.shanghai(self._clock()).time())
+            result, pushes = self._book.cancel(seq=seq, respond=respond, refused=refused, **target)
             self._dispatch(pushes, trader)
             return result
 
