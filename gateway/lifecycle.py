@@ -360,8 +360,10 @@ class Lifecycle:
         positions = self._sync("query_stock_positions", t.query_stock_positions, self.account)
         if positions is None:
             return Answer(job.envelope, job.json, _broker_error("query_stock_positions"))
-        reply = p.PositionsReply(positions=[convert.position(x) for x in positions])
-        return Answer(job.envelope, job.json, reply)
+        held = [convert.position(x) for x in positions]
+        reply = p.PositionsReply(positions=held)
+        # the answer also refreshes the positions the risk gate reads
+        return Answer(job.envelope, job.json, reply, Snapshot(positions=held))
 
 
 def _broker_error(call: str) -> p.ErrorReply:

@@ -188,3 +188,26 @@ def test_given_failing_market_data_then_an_order_is_refused_in_one_clear_sentenc
     reply = stack.call(_buy("fail-1", code, price(code=code)))
     assert isinstance(reply, p.ErrorReply) and reply.code == p.RISK_DENIED, reply
     assert "market data failed (xtdata.get_instrument_detail failed" in reply.message
+
+
+def test_given_asset_and_position_pushes_never_come_then_the_probe_keeps_cash_and_positions_fresh(
+    stack: Stack, events: Subscriber
+) -> None:
+    stack.write_config(gateway={"probe_interval": 0.5})
+    proc = start_listened(stack, events)
+    try:
+        stack.call(p.SimFault(fault="skip_asset_pushes", value=1))
+        before = stack.call(p.QueryAsset())
+        ack = stack.call(order("nopush-1"))
+        assert isinstance(ack, p.OrderAck) and ack.status == "accepted"
+        events.wait(lambda e: isinstance(e, p.OrderEvent) and e.order_status == 56, 10, "filled")
+        asset = events.wait(
+            lambda e: isinstance(e, p.AssetEvent) and e.cash < before.cash, 15, "fresh cash"
+        )
+        held = events.wait(
+            lambda e: isinstance(e, p.PositionEvent) and e.stock_code == CODE, 15, "position"
+        )
+        assert held.volume == 100
+        assert asset.cash == stack.call(p.QueryAsset()).cash
+    finally:
+        proc.stop()

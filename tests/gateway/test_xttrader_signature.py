@@ -10,6 +10,7 @@ import ast
 import importlib.util
 import inspect
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -134,3 +135,24 @@ def test_the_simulator_calls_only_callbacks_that_xtquant_trader_callback_defines
                 used.add(node.value)
     assert used - {"on_connected"} == pushed, "every callback name the simulator uses is listed"
     assert used <= callback_methods
+
+
+def test_importing_xtquant_makes_no_update_check_even_with_requests_installed() -> None:
+    # A fresh interpreter whose `requests` records every call: xtquant's __init__ would call
+    # requests.get("https://pypi.org/...") on import.
+    script = (
+        "import sys, types\n"
+        "calls = []\n"
+        "fake = types.ModuleType('requests')\n"
+        "fake.get = lambda *a, **k: calls.append(a)\n"
+        "sys.modules['requests'] = fake\n"
+        "from qmtbus.gateway.broker.xtload import import_xtquant\n"
+        "package = import_xtquant()\n"
+        "assert sys.modules['requests'] is fake\n"
+        "print(package.__version__, len(calls))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["xtquant_250807", "0"]
