@@ -211,3 +211,20 @@ def test_given_asset_and_position_pushes_never_come_then_the_probe_keeps_cash_an
         assert asset.cash == stack.call(p.QueryAsset()).cash
     finally:
         proc.stop()
+
+
+def test_given_the_account_status_turns_closed_then_the_gateway_reconnects_and_reconciles(
+    stack: Stack, gateway: Proc, events: Subscriber
+) -> None:
+    first = stack.call(p.GetStatus())
+    stack.call(p.SimFault(fault="account_status", value=6))
+    status = events.wait(lambda e: isinstance(e, p.AccountStatusEvent), 10, "account status")
+    assert (status.account_id, status.status) == ("SIM0001", 6)
+    left = events.wait(
+        lambda e: isinstance(e, p.GatewayEvent) and e.state == "disconnected", 10, "dropped"
+    )
+    assert left.reason == "account SIM0001 status 6 (closed)"
+    again = wait_for(
+        lambda: (s := stack.call(p.GetStatus())).state == "ready" and s, 30, "ready again"
+    )
+    assert again.session_id != first.session_id
