@@ -385,7 +385,7 @@ class SimTerminal:
                 self._skip_asset_pushes = bool(value)
                 return "asset and position pushes are skipped" if value else "asset pushes on"
             if fault == "slow_xtdata":
-                self._xtdata_delay = max(0.0, value)
+                self._xtdata_delay = min(max(0.0, value), 600.0)
                 return f"market data calls take {self._xtdata_delay:g} s"
             if fault == "fail_xtdata":
                 self._xtdata_fails = bool(value)
