@@ -156,3 +156,30 @@ def test_importing_xtquant_makes_no_update_check_even_with_requests_installed() 
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["xtquant_250807", "0"]
+
+
+def test_given_xttrader_already_loaded_over_the_real_pyd_then_the_simulator_refuses_it() -> None:
+    # On Windows the .pyd exists: if xttrader were already loaded over it, sim mode must not
+    # quietly drive the real miniQMT. A fresh interpreter stands in for that process.
+    script = (
+        "import sys, types\n"
+        "from qmtbus.gateway.broker import BrokerUnavailable\n"
+        "from qmtbus.gateway.broker.sim import native\n"
+        "from qmtbus.gateway.broker.xtload import import_xtquant, load_xttrader\n"
+        "import_xtquant()\n"
+        "real = types.ModuleType('xtquant.xttrader')\n"
+        "real._XTQC_ = types.ModuleType('xtquant.xtpythonclient')  # the .pyd\n"
+        "sys.modules['xtquant.xttrader'] = real\n"
+        "try:\n"
+        "    load_xttrader(native)\n"
+        "except BrokerUnavailable as err:\n"
+        "    print(err)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "xtquant.xttrader is already loaded over the real miniQMT client in this process; "
+        'run broker = "sim" in a process of its own'
+    )
