@@ -83,6 +83,29 @@ def price_type_error(stock_code: str, price_type: int) -> str | None:
     )
 
 
+# Largest single order by board, (limit order, market order), in shares: STAR 100,000 /
+# 50,000 and ChiNext 300,000 / 150,000; the main boards, BSE and funds 1,000,000.
+_MAX_ORDER_VOLUME: dict[Board, tuple[int, int]] = {
+    "star": (100_000, 50_000),
+    "chinext": (300_000, 150_000),
+    "main": (1_000_000, 1_000_000),
+    "bse": (1_000_000, 1_000_000),
+    "fund": (1_000_000, 1_000_000),
+}
+
+
+def order_volume_cap_error(stock_code: str, volume: int, price_type: int) -> str | None:
+    """Why `volume` is more than the exchange takes in one order of this board, or None."""
+    limit, market = _MAX_ORDER_VOLUME[board_of(stock_code)]
+    is_limit = price_type == 11
+    cap = limit if is_limit else market
+    if volume > cap:
+        kind = "limit" if is_limit else "market"
+        board = board_of(stock_code)
+        return f"{volume:,} shares is more than one {kind} order on {board} may hold ({cap:,})"
+    return None
+
+
 def t_plus_zero(stock_code: str) -> bool:
     """Funds and ETFs bought today may be sold today (T+0 in this model); stocks are T+1."""
     return board_of(stock_code) == "fund"

@@ -172,6 +172,11 @@ def price_type(c: Ctx) -> str | None:
     return ashare.price_type_error(c.order.stock_code, c.order.price_type)
 
 
+def board_volume(c: Ctx) -> str | None:
+    o = c.order
+    return ashare.order_volume_cap_error(o.stock_code, o.order_volume, o.price_type)
+
+
 def price_limits(c: Ctx) -> str | None:
     if not (c.config.check_price_limits and c.is_limit):
         return None
@@ -327,6 +332,7 @@ RULES: tuple[Rule, ...] = (
     deny_symbols,
     allow_symbols,
     price_type,
+    board_volume,
     lot_size,
     tick_size,
     price_limits,

@@ -359,3 +359,15 @@ def test_docs_list_every_rule_and_every_risk_key() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "risk-and-security.md").read_text()
     for name in (*RULE_NAMES, *RiskConfig.__struct_fields__):
         assert f"`{name}`" in doc, f"docs/risk-and-security.md does not mention `{name}`"
+
+
+def test_given_an_order_larger_than_its_board_takes_then_board_volume_denies_it(
+    tmp_path: Path,
+) -> None:
+    gate = make_gate(tmp_path)
+    star = Book(instruments={"688001.SH": Instrument("688001.SH")}, free_cash=1e7)
+    passes(gate, buy(100_000, stock_code="688001.SH"), star)
+    denial = denied(gate, buy(100_001, stock_code="688001.SH"), star, "board_volume")
+    assert (
+        denial.message == "100,001 shares is more than one limit order on star may hold (100,000)"
+    )

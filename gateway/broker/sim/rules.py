@@ -56,6 +56,9 @@ def check_market(
     can_use_volume: int,
 ) -> Rejection | None:
     """Session, lot, tick and price-limit checks against today's quote."""
+    too_many = ashare.order_volume_cap_error(stock_code, order_volume, price_type)
+    if too_many is not None:
+        return Rejection(ERR_VOLUME, too_many)
     if phase == "closed":
         return Rejection(ERR_MARKET_CLOSED, "the market is closed")
     if phase != "continuous" and price_type != xt.FIX_PRICE:
