@@ -161,9 +161,13 @@ def sell_volume_error(stock_code: str, volume: int, can_use_volume: int) -> str 
     if volume > can_use_volume:
         return f"sell volume {volume} exceeds sellable volume {can_use_volume} (T+1)"
     board = board_of(stock_code)
-    if board in ("star", "bse"):
-        if volume < 200 and volume != can_use_volume and board == "star":
+    if board == "star":
+        if volume < 200 and volume != can_use_volume:
             return "STAR sells under 200 shares must sell the whole remainder"
+        return None
+    if board == "bse":
+        if volume < 100 and volume != can_use_volume:
+            return "BSE sells under 100 shares must sell the whole remainder"
         return None
     if volume % 100 and volume != can_use_volume:
         odd = can_use_volume % 100

@@ -371,3 +371,13 @@ def test_given_an_order_larger_than_its_board_takes_then_board_volume_denies_it(
     assert (
         denial.message == "100,001 shares is more than one limit order on star may hold (100,000)"
     )
+
+
+def test_given_a_bse_odd_lot_then_it_sells_only_whole(tmp_path: Path) -> None:
+    gate = make_gate(tmp_path, fat_finger_pct=0)
+    code = "920001.BJ"
+    book = Book(instruments={code: Instrument(code)}, positions={code: (150, 150)})
+    denial = denied(gate, sell(50, stock_code=code), book, "lot_size")
+    assert "BSE sells under 100 shares must sell the whole remainder" in denial.message
+    passes(gate, sell(150, stock_code=code), book)
+    passes(gate, sell(120, stock_code=code), book)
