@@ -33,6 +33,17 @@ def board_of(stock_code: str) -> Board:
     return "main"
 
 
+def is_bond(stock_code: str) -> bool:
+    """Bonds, convertible bonds and repos (SH 0/1/2xxxxx, SZ 10-13xxxx): they trade by their
+    own rules (lots of 10, ticks of 0.001, T+0), which the risk gate leaves to the broker."""
+    code, _, market = stock_code.partition(".")
+    if market == "SH":
+        return code.startswith(("0", "1", "2"))
+    if market == "SZ":
+        return code.startswith(("10", "11", "12", "13"))
+    return False
+
+
 def price_tick(stock_code: str) -> float:
     """0.01 for stocks, 0.001 for funds and ETFs."""
     return 0.001 if board_of(stock_code) == "fund" else 0.01
@@ -95,7 +106,10 @@ _MAX_ORDER_VOLUME: dict[Board, tuple[int, int]] = {
 
 
 def order_volume_cap_error(stock_code: str, volume: int, price_type: int) -> str | None:
-    """Why `volume` is more than the exchange takes in one order of this board, or None."""
+    """Why `volume` is more than the exchange takes in one order of this board, or None
+    (bonds: the broker's to judge)."""
+    if is_bond(stock_code):
+        return None
     limit, market = _MAX_ORDER_VOLUME[board_of(stock_code)]
     is_limit = price_type == 11
     cap = limit if is_limit else market

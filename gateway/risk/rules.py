@@ -145,8 +145,8 @@ def allow_symbols(c: Ctx) -> str | None:
 
 
 def lot_size(c: Ctx) -> str | None:
-    if not c.config.check_lot_and_tick:
-        return None
+    if not c.config.check_lot_and_tick or ashare.is_bond(c.order.stock_code):
+        return None  # bonds trade by their own lots: the broker judges them
     code, volume = c.order.stock_code, c.order.order_volume
     if c.is_buy:
         error = ashare.buy_volume_error(code, volume)
@@ -160,6 +160,9 @@ def lot_size(c: Ctx) -> str | None:
 def tick_size(c: Ctx) -> str | None:
     if not (c.config.check_lot_and_tick and c.is_limit):
         return None
+    inst = c.instrument
+    if ashare.is_bond(c.order.stock_code) and not (inst and inst.price_tick > 0):
+        return None  # a bond's tick only as the broker gives it
     price = c.order.price
     if price <= 0:
         return f"limit price {c.price(price)} must be positive"

@@ -381,3 +381,13 @@ def test_given_a_bse_odd_lot_then_it_sells_only_whole(tmp_path: Path) -> None:
     assert "BSE sells under 100 shares must sell the whole remainder" in denial.message
     passes(gate, sell(150, stock_code=code), book)
     passes(gate, sell(120, stock_code=code), book)
+
+
+def test_given_a_convertible_bond_then_stock_lots_and_board_caps_leave_it_to_the_broker(
+    tmp_path: Path,
+) -> None:
+    gate = make_gate(tmp_path, fat_finger_pct=0)
+    code = "113050.SH"  # a convertible bond: lots of 10
+    book = Book(instruments={code: Instrument(code, price_tick=0.001)})
+    passes(gate, buy(10, price=10.005, stock_code=code), book)
+    denied(gate, buy(10, price=10.0005, stock_code=code), book, "tick_size")
