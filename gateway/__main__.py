@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         server.run()
     finally:
         server.shutdown()
+    if server.lifecycle.died:  # non-zero: supervisord restarts the gateway
+        log.critical("gateway stopped: the broker thread died (%s)", server.lifecycle.died)
+        return 1
     log.info("gateway stopped")
     return 0
 

@@ -33,6 +33,17 @@ def board_of(stock_code: str) -> Board:
     return "main"
 
 
+def is_bond(stock_code: str) -> bool:
+    """Bonds, convertible bonds and repos (SH 0/1/2xxxxx, SZ 10-13xxxx): they trade by their
+    own rules (lots of 10, ticks of 0.001, T+0), which the risk gate leaves to the broker."""
+    code, _, market = stock_code.partition(".")
+    if market == "SH":
+        return code.startswith(("0", "1", "2"))
+    if market == "SZ":
+        return code.startswith(("10", "11", "12", "13"))
+    return False
+
+
 def price_tick(stock_code: str) -> float:
     """0.01 for stocks, 0.001 for funds and ETFs."""
     return 0.001 if board_of(stock_code) == "fund" else 0.01
@@ -58,6 +69,80 @@ def limit_prices(stock_code: str, prev_close: float) -> tuple[float, float]:
     pct = limit_pct(stock_code)
     tick = price_tick(stock_code)
     return round_price(prev_close * (1 + pct), tick), round_price(prev_close * (1 - pct), tick)
+
+
+# xtconstant price types: 5 latest, 11 limit on every exchange; market types by exchange:
+# 42/43 SH and BJ (best five then cancel / then limit), 44-48 SZ (counterparty best, own
+# best, immediate-or-cancel, best five then cancel, fill-or-kill).
+ANY_EXCHANGE_PRICE_TYPES = frozenset({5, 11})
+MARKET_PRICE_TYPES = {
+    "SH": frozenset({42, 43}),
+    "BJ": frozenset({42, 43}),
+    "SZ": frozenset({44, 45, 46, 47, 48}),
+}
+
+
+def price_type_error(stock_code: str, price_type: int) -> str | None:
+    """Why `price_type` is not one the code's exchange takes, or None."""
+    market = stock_code.rpartition(".")[2].upper()
+    allowed = ANY_EXCHANGE_PRICE_TYPES | MARKET_PRICE_TYPES.get(market, frozenset())
+    if price_type in allowed:
+        return None
+    names = ", ".join(str(t) for t in sorted(allowed))
+    return (
+        f"price_type {price_type} is not taken on {market or 'this exchange'} (use one of {names})"
+    )
+
+
+# Largest single order by board, (limit order, market order), in shares: STAR 100,000 /
+# 50,000 and ChiNext 300,000 / 150,000; the main boards, BSE and funds 1,000,000.
+_MAX_ORDER_VOLUME: dict[Board, tuple[int, int]] = {
+    "star": (100_000, 50_000),
+    "chinext": (300_000, 150_000),
+    "main": (1_000_000, 1_000_000),
+    "bse": (1_000_000, 1_000_000),
+    "fund": (1_000_000, 1_000_000),
+}
+
+
+def order_volume_cap_error(stock_code: str, volume: int, price_type: int) -> str | None:
+    """Why `volume` is more than the exchange takes in one order of this board, or None
+    (bonds: the broker's to judge)."""
+    if is_bond(stock_code):
+        return None
+    limit, market = _MAX_ORDER_VOLUME[board_of(stock_code)]
+    is_limit = price_type == 11
+    cap = limit if is_limit else market
+    if volume > cap:
+        kind = "limit" if is_limit else "market"
+        board = board_of(stock_code)
+        return f"{volume:,} shares is more than one {kind} order on {board} may hold ({cap:,})"
+    return None
+
+
+def t_plus_zero(stock_code: str) -> bool:
+    """Funds and ETFs bought today may be sold today (T+0 in this model); stocks are T+1."""
+    return board_of(stock_code) == "fund"
+
+
+def stamp_duty_applies(stock_code: str) -> bool:
+    """Stamp duty is on stock sells only: funds and ETFs are free of it."""
+    return board_of(stock_code) != "fund"
+
+
+# The exchanges take no cancels in the last minutes of each call auction.
+_NO_CANCEL = ((dt.time(9, 20), dt.time(9, 25)), (dt.time(14, 57), dt.time(15, 0)))
+
+
+def cancel_refused(t: dt.time) -> str | None:
+    """Why the exchange refuses a cancel at Shanghai wall-clock time `t`, or None."""
+    for start, end in _NO_CANCEL:
+        if start <= t < end:
+            return (
+                f"the exchange takes no cancels between {start:%H:%M} and {end:%H:%M} "
+                "(call auction); cancel after the auction"
+            )
+    return None
 
 
 def on_tick(price: float, tick: float) -> bool:
@@ -90,9 +175,13 @@ def sell_volume_error(stock_code: str, volume: int, can_use_volume: int) -> str 
     if volume > can_use_volume:
         return f"sell volume {volume} exceeds sellable volume {can_use_volume} (T+1)"
     board = board_of(stock_code)
-    if board in ("star", "bse"):
-        if volume < 200 and volume != can_use_volume and board == "star":
+    if board == "star":
+        if volume < 200 and volume != can_use_volume:
             return "STAR sells under 200 shares must sell the whole remainder"
+        return None
+    if board == "bse":
+        if volume < 100 and volume != can_use_volume:
+            return "BSE sells under 100 shares must sell the whole remainder"
         return None
     if volume % 100 and volume != can_use_volume:
         odd = can_use_volume % 100
@@ -113,10 +202,10 @@ class Fees:
     def commission(self, amount: float) -> float:
         return round(max(amount * self.commission_rate, self.commission_min), 2)
 
-    def total(self, amount: float, is_sell: bool) -> float:
-        """Commission + transfer fee (both sides) + stamp duty (sells only), in CNY."""
+    def total(self, amount: float, is_sell: bool, stock_code: str = "") -> float:
+        """Commission + transfer fee (both sides) + stamp duty (stock sells only), in CNY."""
         fee = self.commission(amount) + amount * self.transfer_fee_rate
-        if is_sell:
+        if is_sell and (not stock_code or stamp_duty_applies(stock_code)):
             fee += amount * self.stamp_duty_rate
         return round(fee, 2)
 

@@ -34,9 +34,15 @@ class Book:
     """Ports: `trading_day()` (today's date) and `instrument(stock_code)` (the broker's
     static data, for the risk gate); events reach it through `apply`."""
 
-    def __init__(self, trading_day: Callable[[], str], instrument: Callable[[str], Any]):
+    def __init__(
+        self,
+        trading_day: Callable[[], str],
+        instrument: Callable[[str], Any],
+        instrument_note: Callable[[str], str] | None = None,
+    ):
         self.trading_day = trading_day
         self._instrument = instrument
+        self._instrument_note = instrument_note
         self.asset: p.Asset | None = None
         self.positions: dict[str, p.Position] = {}
         self._ledger = Ledger(trading_day())
@@ -140,7 +146,11 @@ class Book:
 
     # -- BookView for the risk gate ------------------------------------------------------
     def instrument(self, stock_code: str) -> Any:
-        return self._instrument(stock_code)
+        return self._instrument(stock_code)  # a cache: never waits on the broker
+
+    def instrument_note(self, stock_code: str) -> str:
+        """Why no instrument data is at hand for `stock_code` (loading, or the failure)."""
+        return str(self._instrument_note(stock_code)) if self._instrument_note else ""
 
     def can_use_volume(self, stock_code: str) -> int:
         pos = self.positions.get(stock_code)

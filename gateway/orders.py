@@ -26,6 +26,7 @@ import msgspec
 from qmtbus import protocol as p
 from qmtbus.gateway.book import Book
 from qmtbus.gateway.handoff import Job, SendCancel, SendOrder
+from qmtbus.gateway.outcome import order_outcome
 from qmtbus.gateway.store import ClientOrder, Outcome, can_move, intent
 
 log = logging.getLogger("gateway.orders")
@@ -239,12 +240,11 @@ class OrderDesk:
                 ev, client_order_id=rec.client_order_id, order_remark=remark
             )
             if rec.state in (Outcome.SENDING, Outcome.UNKNOWN):
-                if ev.order_id > 0:
+                outcome, reason = order_outcome(ev.order_id, ev.error_msg)
+                if outcome == "accepted":
                     self._move(rec, Outcome.ACCEPTED, ev.order_id)
-                else:
-                    self._move(
-                        rec, Outcome.REJECTED, why=ev.error_msg or "the broker gave no order_id"
-                    )
+                else:  # a junk order keeps its id, so a later push can be matched to it
+                    self._move(rec, Outcome.REJECTED, max(ev.order_id, 0), reason)
         self.bus.emit(ev)
 
     def _on_order_error(self, ev: p.OrderErrorEvent) -> None:

@@ -87,7 +87,7 @@ class Server:
             segment_bytes=g.journal_segment_bytes,
         )
         self.epoch = self.journal.epoch
-        self.book = Book(trading_day, broker.instrument)
+        self.book = Book(trading_day, broker.instrument, broker.instrument_note)
         self.risk = RiskGate(config.risk, _path(data, "risk-state.json"))
         self.disk_full = ""  # why the journal cannot be written now; "" when it can
         if (Path(data) / "gateway.sqlite").exists():
@@ -206,7 +206,10 @@ class Server:
             epoch=self.epoch,
             seq=seq,
             ts=event.ts or p.now_ns(),
-            account_id=self.account_id,
+            # an account status names its own account; every other event is this gateway's
+            account_id=getattr(event, "account_id", "")
+            if isinstance(event, p.AccountStatusEvent)
+            else self.account_id,
         )
         payload = p.msgpack_encoder.encode(event)
         self.journal.append(seq, payload)

@@ -67,6 +67,10 @@ class GatewayConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     # ticks are dropped and order events never are.
     quotes_hwm: PositiveInt = 10_000
     quote_lease: PositiveFloat = 300.0
+    # A synchronous broker call (query, subscribe, connect) unanswered this long drops the
+    # session; an idle session is probed every probe_interval.
+    broker_timeout: PositiveFloat = 5.0
+    probe_interval: PositiveFloat = 10.0
     window: WindowConfig = WindowConfig()
 
 

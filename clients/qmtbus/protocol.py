@@ -483,11 +483,16 @@ class PublishNote(_Msg, tag="note", frozen=True, kw_only=True):
 
 
 class SimFault(_Msg, tag="sim_fault", frozen=True, kw_only=True):
-    """Simulator only: inject a broker fault (tests and demos).
+    """Simulator only: inject a broker fault at xtquant's native boundary (tests and demos).
 
-    fault: disconnect (now), reject_next, silent_reject_next,
+    fault: disconnect (now), reject_next (response with error_msg, then
+    on_order_error), reject_next_error_first (on_order_error before a clean
+    response), silent_reject_next, mute_next_order (placed, nobody told),
+    mute_queries / skip_asset_pushes / fail_xtdata / raise_in_queries
+    (value = 1 on, 0 off),
+    slow_xtdata (value = seconds), account_status (value = the status pushed),
     delay_callbacks (value = seconds), reorder_callbacks (value = 1 on, 0 off),
-    clear (undo delay/reorder/pending rejects).
+    clear (undo them all).
     """
 
     fault: Literal[
@@ -497,6 +502,14 @@ class SimFault(_Msg, tag="sim_fault", frozen=True, kw_only=True):
         "delay_callbacks",
         "reorder_callbacks",
         "clear",
+        "reject_next_error_first",
+        "mute_next_order",
+        "mute_queries",
+        "skip_asset_pushes",
+        "slow_xtdata",
+        "fail_xtdata",
+        "account_status",
+        "raise_in_queries",
     ]
     value: Annotated[float, Meta(ge=0, le=86_400)] = 0.0
 

@@ -194,7 +194,10 @@ FIELD_NOTES: dict[str, str] = {
     "ClientOrderEvent.notional": "what the risk gate counted for this order (CNY)",
     "ClientOrderEvent.error_msg": "why, for rejected, not_placed and unknown",
     "SimFault.fault": "the fault to inject",
-    "SimFault.value": "seconds for delay_callbacks; 1/0 for reorder_callbacks",
+    "SimFault.value": (
+        "seconds for delay_callbacks and slow_xtdata; 1/0 for the on/off faults; "
+        "the status for account_status"
+    ),
     "SimSetPrice.price": "the new last price",
     "SqlQuery.sql": "one read-only SQL statement",
     "SqlQuery.limit": "most rows returned",

@@ -61,7 +61,17 @@ class Broker(Protocol):
         ...
 
     def instrument(self, stock_code: str) -> Instrument | None:
-        """Prices and limits of `stock_code`, or None when the broker does not know it."""
+        """Today's prices and limits of `stock_code` from a cache filled off the caller's
+        thread (gateway/broker/instruments.py): None when the broker does not know it or
+        its data is not loaded yet. Never blocks on the broker."""
+        ...
+
+    def instrument_note(self, stock_code: str) -> str:
+        """Why instrument() gave None, in one phrase ("" when it did not)."""
+        ...
+
+    def prefetch(self, codes: list[str]) -> None:
+        """Load these codes' instrument data in the background."""
         ...
 
     def sim_command(self, command: SimFault | SimSetPrice) -> str:

@@ -1,8 +1,10 @@
 """The real broker: xtquant's XtQuantTrader next to a running miniQMT (Windows only).
 
-xtquant is imported here, once, when this broker is chosen: its package
-import runs a network update check, and `xtquant.xttrader` needs the Windows
-`xtpythonclient` .pyd. Market data (ticks, quotes) goes through xtdata in
+`XtTraders` is the trader half of the seam that both brokers share: xtquant's
+own `XtQuantTrader` class, from the installed xttrader.py, over a native module
+(the real .pyd here, the simulated miniQMT in gateway/broker/sim). xtquant is
+imported once, when a broker is chosen, without its network update check (see
+gateway/broker/xtload.py). Market data (ticks, quotes) goes through xtdata in
 gateway/broker/xtquote.py.
 """
 
@@ -10,11 +12,16 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Collection
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from qmtbus.gateway.broker import BrokerUnavailable, Instrument, NotSupported, TickSink
+from qmtbus.gateway.broker.instruments import InstrumentCache
 from qmtbus.gateway.broker.sessions import SessionIds
+from qmtbus.gateway.broker.xtload import load_xttrader
 from qmtbus.gateway.broker.xtquote import XtQuoteFeed
+from qmtbus.gateway.window import trading_day
 
 if TYPE_CHECKING:
     from qmtbus.config import Config
@@ -26,43 +33,88 @@ UNAVAILABLE = (
 )
 
 
+class XtTraders:
+    """xtquant's own XtQuantTrader over `native` (None: the real .pyd), for one account."""
+
+    def __init__(self, native: ModuleType | None, path: str, account_id: str, base: int) -> None:
+        self.xttrader: Any = load_xttrader(native)
+        from xtquant import xttype
+
+        self._xttype: Any = xttype
+        self.path = path
+        self.account_id = account_id
+        self._ids = SessionIds(base)
+
+    def new_trader(self, session_id: int) -> Any:
+        """An XtQuantTrader, not started."""
+        return self.xttrader.XtQuantTrader(self.path, session_id)
+
+    def account(self) -> Any:
+        return self._xttype.StockAccount(self.account_id, "STOCK")
+
+    def new_session_id(self, live: Collection[int] = ()) -> int:
+        # Other programs' sessions on the same miniQMT are invisible to us; the
+        # random draw over a large range keeps a collision unlikely, and connect()
+        # returning non-zero makes the gateway draw again.
+        return self._ids.next(live)
+
+
+def release(trader: Any) -> None:
+    """Stop an XtQuantTrader and close the event loop its constructor made (xttrader never
+    closes it: one leaked selector per session otherwise). Raises what stop() raises."""
+    try:
+        trader.stop()
+    finally:
+        loop = getattr(trader, "loop", None)
+        if loop is not None and not loop.is_running() and not loop.is_closed():
+            loop.close()
+
+
 class XtQuantBroker:
     name: Literal["xtquant"] = "xtquant"
 
     def __init__(self, config: Config) -> None:
         if sys.platform != "win32":
             raise BrokerUnavailable(UNAVAILABLE)
+        path = config.xtquant.userdata_mini
         try:
-            from xtquant import xtdata, xttrader, xttype
+            traders = XtTraders(None, path, config.gateway.account_id, config.xtquant.session_base)
+            from xtquant import xtdata
+        except BrokerUnavailable:
+            raise
         except Exception as err:  # ImportError, or the .pyd failing to load
             raise BrokerUnavailable(UNAVAILABLE) from err
-        path = config.xtquant.userdata_mini
         if not os.path.isdir(path):
             raise BrokerUnavailable(
                 f"miniQMT's userdata_mini folder {path!r} does not exist; set "
                 "xtquant.userdata_mini to the userdata_mini folder of the running miniQMT"
             )
-        self._xttrader: Any = xttrader
-        self._xttype: Any = xttype
+        self._traders: XtTraders = traders
         self._xtdata: Any = xtdata
-        self._path: str = path
-        self._account_id: str = config.gateway.account_id
-        self._ids: SessionIds = SessionIds(config.xtquant.session_base)
         self._quotes: XtQuoteFeed = XtQuoteFeed(xtdata)
+        # xtdata answers in seconds when miniQMT is busy: never on the I/O thread.
+        self._instruments: InstrumentCache = InstrumentCache(self._load_instrument, trading_day)
 
     def new_trader(self, session_id: int) -> Any:
-        return self._xttrader.XtQuantTrader(self._path, session_id)
+        return self._traders.new_trader(session_id)
 
     def account(self) -> Any:
-        return self._xttype.StockAccount(self._account_id, "STOCK")
+        return self._traders.account()
 
     def new_session_id(self) -> int:
-        # Other programs' sessions on the same miniQMT are invisible to us; the
-        # random draw over a large range keeps a collision unlikely, and connect()
-        # returning non-zero makes the gateway draw again.
-        return self._ids.next()
+        return self._traders.new_session_id()
 
     def instrument(self, stock_code: str) -> Instrument | None:
+        return self._instruments.get(stock_code)
+
+    def instrument_note(self, stock_code: str) -> str:
+        return self._instruments.note(stock_code)
+
+    def prefetch(self, codes: list[str]) -> None:
+        self._instruments.prefetch(codes)
+
+    def _load_instrument(self, stock_code: str) -> Instrument | None:
+        """On the cache's thread: two xtdata calls."""
         detail = self._xtdata.get_instrument_detail(stock_code)
         if not detail:
             return None
@@ -95,4 +147,5 @@ class XtQuantBroker:
 
     def close(self) -> None:
         # Each trader is stopped by the gateway; the quote feed drops its subscriptions.
+        self._instruments.close()
         self._quotes.close()

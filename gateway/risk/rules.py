@@ -104,7 +104,10 @@ class Ctx:
         return f"{value:.{3 if self.tick < 0.01 else 2}f}"
 
     def no_price(self, what: str) -> str:
-        return f"no market price for {self.order.stock_code}, so {what} cannot be checked"
+        note = getattr(self.book, "instrument_note", None)
+        why = note(self.order.stock_code) if note is not None else ""
+        because = f" ({why})" if why else ""
+        return f"no market price for {self.order.stock_code}{because}, so {what} cannot be checked"
 
 
 def money(value: float) -> str:
@@ -142,8 +145,8 @@ def allow_symbols(c: Ctx) -> str | None:
 
 
 def lot_size(c: Ctx) -> str | None:
-    if not c.config.check_lot_and_tick:
-        return None
+    if not c.config.check_lot_and_tick or ashare.is_bond(c.order.stock_code):
+        return None  # bonds trade by their own lots: the broker judges them
     code, volume = c.order.stock_code, c.order.order_volume
     if c.is_buy:
         error = ashare.buy_volume_error(code, volume)
@@ -157,6 +160,9 @@ def lot_size(c: Ctx) -> str | None:
 def tick_size(c: Ctx) -> str | None:
     if not (c.config.check_lot_and_tick and c.is_limit):
         return None
+    inst = c.instrument
+    if ashare.is_bond(c.order.stock_code) and not (inst and inst.price_tick > 0):
+        return None  # a bond's tick only as the broker gives it
     price = c.order.price
     if price <= 0:
         return f"limit price {c.price(price)} must be positive"
@@ -165,15 +171,26 @@ def tick_size(c: Ctx) -> str | None:
     return None
 
 
+def price_type(c: Ctx) -> str | None:
+    return ashare.price_type_error(c.order.stock_code, c.order.price_type)
+
+
+def board_volume(c: Ctx) -> str | None:
+    o = c.order
+    return ashare.order_volume_cap_error(o.stock_code, o.order_volume, o.price_type)
+
+
 def price_limits(c: Ctx) -> str | None:
     if not (c.config.check_price_limits and c.is_limit):
         return None
     inst = c.instrument
-    up, down = (inst.up_stop_price, inst.down_stop_price) if inst else (0.0, 0.0)
-    if (up <= 0 or down <= 0) and inst and inst.prev_close > 0:
-        up, down = ashare.limit_prices(c.order.stock_code, inst.prev_close)
-    if up <= 0 or down <= 0:
+    if inst is None:
         return c.no_price("the day's limit prices")
+    up, down = inst.up_stop_price, inst.down_stop_price
+    if up <= 0 or down <= 0:
+        # The broker's limits are the truth: none (e.g. the first days after an IPO) means
+        # no limit today, never one invented from the previous close.
+        return None
     price = c.order.price
     if price > up + EPS:
         return f"{c.side} price {c.price(price)} is above the up-stop price {c.price(up)}"
@@ -198,8 +215,11 @@ def fat_finger(c: Ctx) -> str | None:
     ref, what = _reference_price(c.instrument)
     if ref <= 0:
         return c.no_price("fat_finger_pct")
+    # Only the aggressive side: a buy far below the market or a sell far above it rests in
+    # the book, it is not a fat finger.
+    aggressive = c.order.price > ref if c.is_buy else c.order.price < ref
     off = abs(c.order.price - ref) / ref * 100
-    if off > pct + EPS:
+    if aggressive and off > pct + EPS:
         # the band as the prices on the tick that pass: rounding its edges to the
         # nearest tick could show a refused price as allowed
         low = math.ceil(ref * (1 - pct / 100) / c.tick - EPS) * c.tick
@@ -314,6 +334,8 @@ RULES: tuple[Rule, ...] = (
     trading_state,
     deny_symbols,
     allow_symbols,
+    price_type,
+    board_volume,
     lot_size,
     tick_size,
     price_limits,

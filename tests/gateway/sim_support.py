@@ -1,9 +1,12 @@
-"""Helpers for the simulator tests (no tests here): a real SimBroker on a temp dir and a
-recording callback that waits on a condition instead of sleeping."""
+"""Helpers for the simulator tests (no tests here): a real SimBroker on a temp dir, xtquant's
+own XtQuantTrader over it, and a recording callback that waits on a condition instead of
+sleeping."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import gc
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +17,7 @@ from typing import Any
 from qmtbus.config import Config, GatewayConfig, SimConfig
 from qmtbus.gateway.broker.sim.broker import SimBroker
 from qmtbus.gateway.broker.sim.hours import SHANGHAI
-from qmtbus.gateway.broker.sim.trader import SimTrader
+from qmtbus.gateway.broker.xtquant import release
 from qmtbus.protocol import SimFault, SimSetPrice
 
 CODE = "600000.SH"
@@ -143,13 +146,13 @@ def sim_config(data_dir: Path, **sim: Any) -> Config:
 class Sim:
     broker: SimBroker
     clock: Clock
-    traders: list[SimTrader] = field(default_factory=list)
+    traders: list[Any] = field(default_factory=list)
 
     @property
     def account(self) -> Any:
         return self.broker.account()
 
-    def session(self, subscribe: bool = True) -> tuple[SimTrader, Recorder]:
+    def session(self, subscribe: bool = True) -> tuple[Any, Recorder]:
         """A trader connected (and subscribed) the way the gateway does it."""
         recorder = Recorder()
         trader = self.broker.new_trader(self.broker.new_session_id())
@@ -170,37 +173,64 @@ class Sim:
         return self.broker.sim_command(SimFault(fault=fault, value=value))
 
     def prev_close(self, code: str = CODE) -> float:
-        instrument = self.broker.instrument(code)
+        instrument = self.broker.terminal.instrument(code)  # straight from the market
         assert instrument is not None
         return instrument.prev_close
 
     def buy(
-        self, trader: SimTrader, volume: int, price: float, remark: str = "", code: str = CODE
+        self, trader: Any, volume: int, price: float, remark: str = "", code: str = CODE
     ) -> int:
         return trader.order_stock_async(self.account, code, BUY, volume, LIMIT, price, "t", remark)
 
     def sell(
-        self, trader: SimTrader, volume: int, price: float, remark: str = "", code: str = CODE
+        self, trader: Any, volume: int, price: float, remark: str = "", code: str = CODE
     ) -> int:
         return trader.order_stock_async(self.account, code, SELL, volume, LIMIT, price, "t", remark)
 
     def close(self) -> None:
         for trader in self.traders:
-            trader.stop()
+            release(trader)
         self.broker.close()
 
 
 @contextmanager
 def open_sim(data_dir: Path, clock: Clock | None = None, **sim: Any) -> Iterator[Sim]:
     clock = clock or Clock()
-    sim_ = Sim(SimBroker(sim_config(data_dir, **sim), clock=clock), clock)
+    with main_thread_loop():
+        sim_ = Sim(SimBroker(sim_config(data_dir, **sim), clock=clock), clock)
+        try:
+            yield sim_
+        finally:
+            sim_.close()
+            sim_.traders.clear()
+
+
+# Main-thread event loops kept for the whole test session (see main_thread_loop).
+_KEPT_LOOPS: list[asyncio.AbstractEventLoop] = []
+
+
+@contextmanager
+def main_thread_loop() -> Iterator[None]:
+    """XtQuantTrader built on the main thread saves the thread's event loop (making one if
+    there is none) and puts it back from __del__, whenever that runs: even after the test.
+    So the main thread gets one loop for the whole session, never closed nor dropped (a
+    dropped loop warns when collected), and any loop it had before is kept alive too."""
+    policy = asyncio.get_event_loop_policy()
+    previous = getattr(getattr(policy, "_local", None), "_loop", None)
+    if previous is not None and previous not in _KEPT_LOOPS:
+        _KEPT_LOOPS.append(previous)
+    if not _KEPT_LOOPS:
+        _KEPT_LOOPS.append(asyncio.new_event_loop())
+    loop = previous or _KEPT_LOOPS[0]
+    asyncio.set_event_loop(loop)
     try:
-        yield sim_
+        yield
     finally:
-        sim_.close()
+        gc.collect()  # stopped traders: their __del__ runs now, on this thread
+        asyncio.set_event_loop(loop)
 
 
-def settle(sim: Sim, trader: SimTrader, recorder: Recorder) -> None:
+def settle(sim: Sim, trader: Any, recorder: Recorder) -> None:
     """Wait until every push queued so far has been delivered: the push thread is FIFO, so once
     the answer to a fresh marker request arrives, all earlier pushes have too. The marker's own
     callbacks are then removed."""

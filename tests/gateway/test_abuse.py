@@ -93,8 +93,10 @@ def test_given_dealer_pipelining_beyond_max_in_flight_then_excess_is_busy_and_ne
     gateway = start_gateway(stack)
     dealer.connect(stack.commands_address)
     try:
-        # Broker responses come a second late, so the first orders stay in flight.
-        assert isinstance(stack.call(p.SimFault(fault="delay_callbacks", value=1.0)), p.SimAck)
+        # Broker pushes come 0.3 s late each, so the first orders stay in flight. (They come
+        # one after another, on xtquant's one push thread: the other client's response
+        # waits behind the nine pushes of the first three orders.)
+        assert isinstance(stack.call(p.SimFault(fault="delay_callbacks", value=0.3)), p.SimAck)
         coids = [f"pipe-{i}" for i in range(5)]
         for coid in coids:
             dealer.send_multipart([b"", msgspec.msgpack.encode(order(coid, factor=0.98))])

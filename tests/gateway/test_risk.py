@@ -240,12 +240,12 @@ def test_given_the_day_limits_then_prices_at_them_pass_and_beyond_are_denied(
     assert "9.00" in denied(gate, buy(price=8.99), Book(), "price_limits").message
 
 
-def test_given_no_stop_prices_then_limits_come_from_prev_close_by_board(tmp_path: Path) -> None:
+def test_given_the_broker_gives_no_stop_prices_then_none_are_invented(tmp_path: Path) -> None:
+    # The first days after an IPO have no price limit: trust the broker, never guess 10%.
     gate = make_gate(tmp_path, fat_finger_pct=0)
-    inst = Instrument("300750.SZ", up_stop_price=0.0, down_stop_price=0.0)  # ChiNext: 20%
-    book = Book(instruments={"300750.SZ": inst})
-    passes(gate, buy(price=12.00, stock_code="300750.SZ"), book)
-    denied(gate, buy(price=12.01, stock_code="300750.SZ"), book, "price_limits")
+    inst = Instrument("301999.SZ", up_stop_price=0.0, down_stop_price=0.0)
+    book = Book(instruments={"301999.SZ": inst})
+    passes(gate, buy(price=30.00, stock_code="301999.SZ"), book)
 
 
 def test_given_no_market_data_then_price_limits_deny_rather_than_guess(tmp_path: Path) -> None:
@@ -258,10 +258,31 @@ def test_given_fat_finger_5pct_then_5pct_from_last_passes_and_more_is_denied(
 ) -> None:
     gate = make_gate(tmp_path, fat_finger_pct=5.0)
     passes(gate, buy(price=10.50), Book())
-    passes(gate, buy(price=9.50), Book())
     high = denied(gate, buy(price=10.51), Book(), "fat_finger")
     assert "10.51" in high.message and "5.10%" in high.message and "10.00" in high.message
-    denied(gate, buy(price=9.49), Book(), "fat_finger")
+
+
+def test_given_a_buy_far_below_or_a_sell_far_above_the_market_then_it_rests_not_a_fat_finger(
+    tmp_path: Path,
+) -> None:
+    gate = make_gate(tmp_path, fat_finger_pct=5.0)
+    held = Book(positions={"600000.SH": (1000, 1000)})
+    passes(gate, buy(price=9.49), held)
+    passes(gate, sell(price=10.51), held)
+    low = denied(gate, sell(price=9.49), held, "fat_finger")
+    assert "sell price 9.49 is 5.10% from the last price 10.00" in low.message
+
+
+def test_given_a_price_type_the_exchange_does_not_take_then_price_type_denies_it(
+    tmp_path: Path,
+) -> None:
+    gate = make_gate(tmp_path)
+    denial = denied(gate, buy(price_type=99), Book(), "price_type")
+    assert denial.message == "price_type 99 is not taken on SH (use one of 5, 11, 42, 43)"
+    denied(gate, buy(price_type=46, price=0.0), Book(), "price_type")  # SZ-only type on SH
+    passes(gate, buy(1000, 0.0, price_type=42), Book())
+    passes(gate, buy(1000, 0.0, price_type=46, stock_code="000001.SZ"),
+           Book(instruments={"000001.SZ": Instrument("000001.SZ")}))  # fmt: skip
 
 
 def test_given_fat_finger_off_then_any_price_inside_limits_passes(tmp_path: Path) -> None:
@@ -338,3 +359,35 @@ def test_docs_list_every_rule_and_every_risk_key() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "risk-and-security.md").read_text()
     for name in (*RULE_NAMES, *RiskConfig.__struct_fields__):
         assert f"`{name}`" in doc, f"docs/risk-and-security.md does not mention `{name}`"
+
+
+def test_given_an_order_larger_than_its_board_takes_then_board_volume_denies_it(
+    tmp_path: Path,
+) -> None:
+    gate = make_gate(tmp_path)
+    star = Book(instruments={"688001.SH": Instrument("688001.SH")}, free_cash=1e7)
+    passes(gate, buy(100_000, stock_code="688001.SH"), star)
+    denial = denied(gate, buy(100_001, stock_code="688001.SH"), star, "board_volume")
+    assert (
+        denial.message == "100,001 shares is more than one limit order on star may hold (100,000)"
+    )
+
+
+def test_given_a_bse_odd_lot_then_it_sells_only_whole(tmp_path: Path) -> None:
+    gate = make_gate(tmp_path, fat_finger_pct=0)
+    code = "920001.BJ"
+    book = Book(instruments={code: Instrument(code)}, positions={code: (150, 150)})
+    denial = denied(gate, sell(50, stock_code=code), book, "lot_size")
+    assert "BSE sells under 100 shares must sell the whole remainder" in denial.message
+    passes(gate, sell(150, stock_code=code), book)
+    passes(gate, sell(120, stock_code=code), book)
+
+
+def test_given_a_convertible_bond_then_stock_lots_and_board_caps_leave_it_to_the_broker(
+    tmp_path: Path,
+) -> None:
+    gate = make_gate(tmp_path, fat_finger_pct=0)
+    code = "113050.SH"  # a convertible bond: lots of 10
+    book = Book(instruments={code: Instrument(code, price_tick=0.001)})
+    passes(gate, buy(10, price=10.005, stock_code=code), book)
+    denied(gate, buy(10, price=10.0005, stock_code=code), book, "tick_size")

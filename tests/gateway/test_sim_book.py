@@ -95,7 +95,7 @@ def test_given_book_reopened_on_a_new_trading_day_then_yesterdays_buys_are_sella
     with open_sim(tmp_path, clock) as sim:
         trader, rec = sim.session()
         wait_status(rec, response_for(rec, sim.buy(trader, 300, sim.prev_close())).order_id, 56)
-        last = sim.broker.instrument(CODE).last_price
+        last = sim.broker.terminal.instrument(CODE).last_price
 
     clock.advance(DAY)
     with open_sim(tmp_path, clock) as sim:
@@ -145,3 +145,22 @@ def test_given_orders_filled_in_parts_then_the_commission_minimum_is_charged_onc
         amount = price * 300
         expected_total = round(max(amount * 0.00025, 5.0), 2) + 3 * round(price * 100 * 1e-5, 2)
         assert sum(fees) == pytest.approx(expected_total, abs=0.011)
+
+
+def test_given_an_etf_bought_today_then_it_sells_today_and_the_sell_pays_no_stamp_duty(
+    tmp_path: Path,
+) -> None:
+    etf = "510300.SH"
+    with open_sim(tmp_path) as sim:
+        trader, rec = sim.session()
+        price = sim.broker.terminal.instrument(etf).last_price
+        wait_status(rec, response_for(rec, sim.buy(trader, 1000, price, code=etf)).order_id, 56)
+        held = trader.query_stock_position(sim.account, etf)
+        assert (held.volume, held.can_use_volume) == (1000, 1000)  # T+0
+        sold = response_for(rec, sim.sell(trader, 1000, price, code=etf)).order_id
+        wait_status(rec, sold, 56)
+        fills = [t for t in trader.query_stock_trades(sim.account) if t.order_id == sold]
+        amount = sum(t.traded_amount for t in fills)
+        commission = max(round(amount * 0.00025, 2), 5.0)
+        transfer = round(amount * 0.00001, 2)
+        assert sum(t.commission for t in fills) == pytest.approx(commission + transfer, abs=0.011)

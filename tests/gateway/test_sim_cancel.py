@@ -117,3 +117,24 @@ def test_given_resting_order_when_cancelled_by_sysid_then_cancelled(tmp_path: Pa
         assert trader.cancel_order_stock_sysid(sim.account, "SH", reported.order_sysid) == 0
         wait_status(rec, order_id, 54)
         assert trader.query_stock_orders(sim.account, cancelable_only=True) == []
+
+
+def test_given_market_hours_then_no_cancel_is_taken_between_0920_and_0925(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from qmtbus.gateway.broker.sim.hours import SHANGHAI
+    from tests.gateway.sim_support import Clock
+
+    clock = Clock(dt.datetime(2026, 11, 24, 9, 16, tzinfo=SHANGHAI).timestamp())
+    with open_sim(tmp_path, clock, market_hours=True) as sim:
+        trader, rec = sim.session()
+        order_id = response_for(rec, sim.buy(trader, 100, round(sim.prev_close() - 1, 2))).order_id
+        wait_status(rec, order_id, 50)
+        clock.t = dt.datetime(2026, 11, 24, 9, 21, tzinfo=SHANGHAI).timestamp()
+        trader.cancel_order_stock_async(sim.account, order_id)
+        error = rec.wait_call("on_cancel_error", lambda e: e.order_id == order_id)
+        assert "no cancels between 09:20 and 09:25" in error.error_msg
+        assert trader.query_stock_order(sim.account, order_id).order_status == 50
+        clock.t = dt.datetime(2026, 11, 24, 9, 26, tzinfo=SHANGHAI).timestamp()
+        trader.cancel_order_stock_async(sim.account, order_id)
+        wait_status(rec, order_id, 54)

@@ -21,10 +21,10 @@ CODES = ["600000.SH", "000001.SZ", "300750.SZ", "688981.SH", "510300.SH"]
 
 def _path(data_dir: Path, seed: int, ticks: int) -> list[list[float]]:
     with open_sim(data_dir, seed=seed, volatility=0.01) as sim:
-        prices = [[sim.broker.instrument(code).last_price for code in CODES]]
+        prices = [[sim.broker.terminal.instrument(code).last_price for code in CODES]]
         for _ in range(ticks):
             sim.broker.terminal.tick()
-            prices.append([sim.broker.instrument(code).last_price for code in CODES])
+            prices.append([sim.broker.terminal.instrument(code).last_price for code in CODES])
         return prices
 
 
@@ -66,7 +66,7 @@ def test_given_a_volatile_walk_then_prices_stay_on_tick_and_within_daily_limits(
         for _ in range(300):
             sim.broker.terminal.tick()
             for code in CODES:
-                ins = sim.broker.instrument(code)
+                ins = sim.broker.terminal.instrument(code)
                 assert ins.down_stop_price <= ins.last_price <= ins.up_stop_price
                 assert ashare.on_tick(ins.last_price, ins.price_tick)
                 assert (ins.up_stop_price, ins.down_stop_price) == ashare.limit_prices(
@@ -79,16 +79,16 @@ def test_given_initial_prices_then_between_5_and_50_and_prev_close_is_the_first_
 ) -> None:
     with open_sim(tmp_path) as sim:
         for code in CODES:
-            ins = sim.broker.instrument(code)
+            ins = sim.broker.terminal.instrument(code)
             assert 5 <= ins.last_price <= 50 and ins.last_price == ins.prev_close
-        assert sim.broker.instrument("not-a-code") is None
+        assert sim.broker.terminal.instrument("not-a-code") is None
 
 
 def test_given_a_price_beyond_the_limit_when_set_then_clamped_and_said_so(tmp_path: Path) -> None:
     with open_sim(tmp_path) as sim:
-        up = sim.broker.instrument(CODE).up_stop_price
+        up = sim.broker.terminal.instrument(CODE).up_stop_price
         assert "clamped" in sim.set_price(up * 2)
-        assert sim.broker.instrument(CODE).last_price == up
+        assert sim.broker.terminal.instrument(CODE).last_price == up
 
 
 def test_given_a_tick_file_then_prices_replay_in_order_and_then_hold(tmp_path: Path) -> None:
@@ -103,8 +103,8 @@ def test_given_a_tick_file_then_prices_replay_in_order_and_then_hold(tmp_path: P
             sim.broker.terminal.tick()
             seen.append(
                 (
-                    sim.broker.instrument(CODE).last_price,
-                    sim.broker.instrument("000001.SZ").last_price,
+                    sim.broker.terminal.instrument(CODE).last_price,
+                    sim.broker.terminal.instrument("000001.SZ").last_price,
                 )
             )
         assert seen == [
@@ -123,7 +123,7 @@ def test_given_market_hours_then_the_call_auction_takes_limit_orders_and_matches
     clock = Clock(auction)
     with open_sim(tmp_path, clock, market_hours=True) as sim:
         trader, rec = sim.session()
-        up = sim.broker.instrument(CODE).up_stop_price
+        up = sim.broker.terminal.instrument(CODE).up_stop_price
         order_id = response_for(rec, sim.buy(trader, 100, up)).order_id
         wait_status(rec, order_id, 50)
         market = trader.order_stock_async(sim.account, CODE, BUY, 100, 42, 0.0)

@@ -103,7 +103,7 @@ def test_given_latest_price_order_then_fills_at_last(tmp_path: Path) -> None:
 
 def _reject_case(sim: Any, trader: Any, case: str) -> int:
     p = sim.prev_close()
-    up = sim.broker.instrument(CODE).up_stop_price
+    up = sim.broker.terminal.instrument(CODE).up_stop_price
     orders = {
         "bad_lot": (BUY, 150, p),
         "off_tick": (BUY, 100, round(p, 2) + 0.005),

@@ -47,7 +47,7 @@ trader.register_callback(Callback())
 trader.start()
 assert trader.connect() == 0
 account = broker.account()
-p = broker.instrument("600000.SH").prev_close
+p = broker.terminal.instrument("600000.SH").prev_close
 filled = trader.order_stock(account, "600000.SH", 23, 500, 11, p, "s", "filled-before-kill")
 resting = trader.order_stock(account, "600000.SH", 23, 200, 11, round(p - 0.01, 2), "s", "resting")
 print(json.dumps({"filled": filled, "resting": resting, "prev_close": p}), flush=True)

@@ -58,7 +58,7 @@ def test_given_a_fill_at_ask1_then_the_tick_shows_the_taken_lots_and_the_days_to
 
 def test_given_limit_prices_then_book_levels_beyond_them_are_empty(tmp_path: Path) -> None:
     with open_sim(tmp_path, volatility=0.0) as sim:
-        up = sim.broker.instrument(CODE).up_stop_price  # type: ignore[union-attr]
+        up = sim.broker.terminal.instrument(CODE).up_stop_price  # type: ignore[union-attr]
         sim.set_price(up)
         tick = sim.broker.quote(CODE)
         assert tick is not None

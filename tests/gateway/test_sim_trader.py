@@ -1,4 +1,5 @@
-"""SimTrader behaves like XtQuantTrader: one push thread, sessions, disconnects, stop rules."""
+"""xtquant's own XtQuantTrader over the simulated native client: one push thread, sessions,
+disconnects, stop rules, timeouts, as on a real miniQMT."""
 
 from __future__ import annotations
 
@@ -7,9 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from qmtbus.gateway.broker.sim.trader import SimTrader
+from qmtbus.gateway.broker.xtquant import release
 from tests.gateway.sim_support import (
     CODE,
     Call,
@@ -56,36 +55,26 @@ def test_given_stop_called_from_a_callback_then_it_raises_runtime_error(tmp_path
 
         rec.on_call = stop_inside
         response_for(rec, sim.buy(trader, 100, sim.prev_close()))
-        assert len(raised) == 1
-        # The trader still works: the failed stop did nothing.
-        assert trader.query_stock_asset(sim.account) is not None
+        assert len(raised) == 1 and "join current thread" in str(raised[0])
+        # Half stopped: finish what stop() could not from inside its own push thread.
+        sim.traders.remove(trader)
+        trader.executor.shutdown(wait=True)
+        trader.relaxed_resp_executor.shutdown(wait=True)
+        trader.loop.close()
 
 
-def test_given_sync_call_from_a_callback_then_runtime_error_instead_of_a_deadlock(
+def test_given_the_trader_is_xtquants_own_class_over_the_simulated_native_module(
     tmp_path: Path,
 ) -> None:
+    from xtquant import xttrader
+
+    from qmtbus.gateway.broker.sim import native
+
     with open_sim(tmp_path) as sim:
-        trader, rec = sim.session()
-        outcomes: dict[str, Any] = {}
-
-        def call_inside(call: Call) -> None:
-            if call.name != "on_order_stock_async_response":
-                return
-            for name, fn in [
-                ("order_stock", lambda: trader.order_stock(sim.account, CODE, 23, 100, 11, 1.0)),
-                ("query", lambda: trader.query_stock_asset(sim.account)),
-                ("async", lambda: trader.cancel_order_stock_async(sim.account, 1)),
-            ]:
-                try:
-                    outcomes[name] = fn()
-                except RuntimeError as err:
-                    outcomes[name] = err
-
-        rec.on_call = call_inside
-        response_for(rec, sim.buy(trader, 100, sim.prev_close()))
-        assert isinstance(outcomes["order_stock"], RuntimeError)
-        assert isinstance(outcomes["query"], RuntimeError)
-        assert isinstance(outcomes["async"], int) and outcomes["async"] > 0
+        trader, _ = sim.session()
+        assert type(trader) is xttrader.XtQuantTrader
+        assert xttrader._XTQC_ is native
+        assert isinstance(trader.async_client, native.XtQuantAsyncClient)
 
 
 def test_given_relaxed_response_order_then_a_query_from_a_callback_works(tmp_path: Path) -> None:
@@ -123,29 +112,37 @@ def test_given_session_id_used_by_a_live_session_when_connect_then_minus_one(
 ) -> None:
     with open_sim(tmp_path) as sim:
         first, _ = sim.session()
-        twin = sim.broker.new_trader(first.session)
+        session = first.async_client.session
+        twin = sim.broker.new_trader(session)
         twin.register_callback(Recorder())
         twin.start()
+        twin.set_timeout(200)
         sim.traders.append(twin)
         assert twin.connect() == -1
         assert twin.query_stock_asset(sim.account) is None
-        assert sim.broker.new_session_id() != first.session
+        assert sim.broker.new_session_id() != session
 
 
 def test_given_no_terminal_at_the_path_when_connect_then_minus_one(tmp_path: Path) -> None:
-    trader = SimTrader(str(tmp_path / "nowhere"), 1234)
-    trader.start()
-    try:
-        assert trader.connect() == -1
-    finally:
-        trader.stop()
+    with open_sim(tmp_path / "here"):
+        from xtquant.xttrader import XtQuantTrader
+
+        trader = XtQuantTrader(str(tmp_path / "nowhere"), 1234)
+        trader.start()
+        try:
+            assert trader.connect() == -1
+        finally:
+            release(trader)
 
 
-def test_given_disconnect_fault_then_on_disconnected_and_the_old_trader_fails_every_call(
+def test_given_disconnect_fault_then_order_stock_async_still_returns_a_seq_and_queries_time_out(
     tmp_path: Path,
 ) -> None:
+    # The real order_stock_async never returns -1: an order sent on a dead session is simply
+    # never answered, and a query waits for ever unless set_timeout was called.
     with open_sim(tmp_path) as sim:
         trader, rec = sim.session()
+        trader.set_timeout(300)
         order_id = response_for(rec, sim.buy(trader, 100, sim.prev_close(), "before")).order_id
 
         assert "1 session" in sim.fault("disconnect")
@@ -154,33 +151,44 @@ def test_given_disconnect_fault_then_on_disconnected_and_the_old_trader_fails_ev
         assert len(push_thread) == 1
 
         account = sim.account
-        assert trader.order_stock_async(account, CODE, 23, 100, 11, 1.0) == -1
-        assert trader.cancel_order_stock_async(account, order_id) == -1
-        assert trader.subscribe(account) == -1
+        assert trader.order_stock_async(account, CODE, 23, 100, 11, 1.0) > 0
+        assert trader.cancel_order_stock_async(account, order_id) > 0
+        assert trader.subscribe(account) is None
         assert trader.query_stock_asset(account) is None
         assert trader.query_stock_orders(account) is None
         assert trader.query_account_status() is None
         assert trader.connect() == -1
-        trader.stop()  # from the caller's thread, as the gateway does
+        release(trader)  # from the caller's thread, as the gateway does
+        sim.traders.remove(trader)
 
         fresh, fresh_rec = sim.session()
-        assert fresh.session != trader.session
+        assert fresh.async_client.session != trader.async_client.session
         orders = fresh.query_stock_orders(account)
         assert [o.order_remark for o in orders] == ["before"]
         settle(sim, fresh, fresh_rec)
 
 
-def test_given_wrong_account_then_subscribe_fails_and_queries_are_empty(tmp_path: Path) -> None:
-    from qmtbus.gateway.broker.sim.objects import StockAccount
+def test_given_mute_queries_fault_then_set_timeout_bounds_every_query(tmp_path: Path) -> None:
+    with open_sim(tmp_path) as sim:
+        trader, _ = sim.session()
+        trader.set_timeout(300)
+        sim.fault("mute_queries", 1)
+        assert trader.query_stock_asset(sim.account) is None
+        assert trader.query_stock_positions(sim.account) is None
+        sim.fault("mute_queries", 0)
+        assert trader.query_stock_asset(sim.account) is not None
 
+
+def test_given_wrong_account_then_subscribe_fails_and_queries_are_empty(tmp_path: Path) -> None:
     with open_sim(tmp_path) as sim:
         trader, _ = sim.session(subscribe=False)
-        other = StockAccount("SOMEONE_ELSE")
+        other = type(sim.account)("SOMEONE_ELSE", "STOCK")
         assert trader.subscribe(other) == -1
         assert trader.query_stock_orders(other) == []
         assert trader.query_stock_asset(other) is None
         statuses = trader.query_account_status()
-        assert [(s.account_id, s.account_type, s.status) for s in statuses] == [
+        # Raw native objects: the m_ names, as xttrader hands them over.
+        assert [(s.m_strAccountID, s.m_nAccountType, s.m_nStatus) for s in statuses] == [
             (sim.account.account_id, 2, 0)
         ]
 
@@ -188,19 +196,17 @@ def test_given_wrong_account_then_subscribe_fails_and_queries_are_empty(tmp_path
 def test_constructor_sets_a_fresh_event_loop_as_the_calling_threads_loop(
     tmp_path: Path,
 ) -> None:
-    trader = SimTrader(str(tmp_path), 99)
-    try:
-        assert asyncio.get_event_loop_policy().get_event_loop() is trader.loop
-        assert not trader.loop.is_running()
-    finally:
-        trader.start()
-        trader.stop()
+    with open_sim(tmp_path) as sim:
+        result: list[bool] = []
 
+        def build() -> None:  # on a thread of its own, as the gateway's broker thread does
+            trader = sim.broker.new_trader(99)
+            result.append(asyncio.get_event_loop_policy().get_event_loop() is trader.loop)
+            result.append(not trader.loop.is_running())
+            trader.start()
+            release(trader)
 
-def test_stock_account_look_alike_has_account_type_two() -> None:
-    from qmtbus.gateway.broker.sim.objects import StockAccount
-
-    account = StockAccount("123", "STOCK")
-    assert (account.account_id, account.account_type) == ("123", 2)
-    with pytest.raises(ValueError):
-        StockAccount("123", "CREDIT")
+        thread = threading.Thread(target=build)
+        thread.start()
+        thread.join()
+        assert result == [True, True]

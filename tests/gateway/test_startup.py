@@ -115,7 +115,7 @@ def test_given_start_then_states_are_journaled_in_order_and_status_says_ready(
         reply = stack.call(p.Replay(epoch=status.epoch, from_seq=1))
         assert isinstance(reply, p.ReplayReply)
         states = [e.state for e in reply.events if isinstance(e, p.GatewayEvent)]
-        assert states[:4] == ["connecting", "connected", "reconciling", "ready"]
+        assert states[:5] == ["starting", "connecting", "connected", "reconciling", "ready"]
         seqs = [e.seq for e in reply.events]
         assert seqs == list(range(1, len(seqs) + 1))
     finally:

@@ -25,7 +25,7 @@ from qmtbus.gateway.broker.sim.store import (
     TradeRecord,
 )
 
-Fault = Literal["reject", "silent"] | None
+Fault = Literal["reject", "reject_error_first", "silent"] | None
 
 
 class Push(NamedTuple):
@@ -247,11 +247,12 @@ class Book:
                         f"insufficient cash: the order needs {to_yuan(estimate_m):.2f} CNY, "
                         f"{to_yuan(self.cash_m):.2f} CNY available",
                     )
-        if rejection is None and fault == "reject":
-            rejection = rules.Rejection(rules.ERR_SIMULATED, "rejected by the reject_next fault")
+        if rejection is None and fault in ("reject", "reject_error_first"):
+            rejection = rules.Rejection(rules.ERR_SIMULATED, f"rejected by the {fault} fault")
         if rejection is not None or quote is None:
             assert rejection is not None
-            return order_id, self._reject(state, rejection, seq, respond)
+            error_first = fault == "reject_error_first"
+            return order_id, self._reject(state, rejection, seq, respond, error_first)
 
         state.order_sysid = f"S{self._next_sysid:06d}"
         self._next_sysid += 1
@@ -278,14 +279,17 @@ class Book:
         return order_id, self._commit()
 
     def _reject(
-        self, state: OrderState, rejection: rules.Rejection, seq: int, respond: bool
+        self,
+        state: OrderState,
+        rejection: rules.Rejection,
+        seq: int,
+        respond: bool,
+        error_first: bool = False,
     ) -> list[Push]:
+        """Junk: the response carries the error and on_order_error follows; or (error_first)
+        on_order_error comes first and the response carries none (xttrader pairs them)."""
         state.order_status = xt.ORDER_JUNK
         state.status_msg = rejection.error_msg
-        if respond:
-            response = self._response(state, seq, rejection.error_msg)
-            self._pushes.append(Push("on_order_stock_async_response", response, True))
-        self._push_order(state)
         error = xt.XtOrderError(
             self.account_id,
             state.order_id,
@@ -295,7 +299,15 @@ class Book:
             state.order_remark,
             seq,
         )
-        self._pushes.append(Push("on_order_error", error, True))
+        if error_first:
+            self._pushes.append(Push("on_order_error", error, True))
+        if respond:
+            message = "" if error_first else rejection.error_msg
+            response = self._response(state, seq, message)
+            self._pushes.append(Push("on_order_stock_async_response", response, True))
+        self._push_order(state)
+        if not error_first:
+            self._pushes.append(Push("on_order_error", error, True))
         return self._commit()
 
     def _response(self, state: OrderState, seq: int, error_msg: str = "") -> xt.XtOrderResponse:
@@ -349,7 +361,7 @@ class Book:
         fee_m = max(0, commission_m - state.commission_m)
         state.commission_m += fee_m
         fee_m += to_mils(round(amount * self._fees.transfer_fee_rate, 2))
-        if not is_buy:
+        if not is_buy and ashare.stamp_duty_applies(state.stock_code):
             fee_m += to_mils(round(amount * self._fees.stamp_duty_rate, 2))
         state.traded_volume += volume
         state.traded_amount_m += amount_m
@@ -362,6 +374,8 @@ class Book:
             self._frozen_m -= from_frozen
             self.cash_m -= amount_m + fee_m - from_frozen
             held.volume += volume
+            if ashare.t_plus_zero(state.stock_code):  # funds and ETFs sell the same day
+                held.can_use_volume += volume
             held.cost_m += amount_m + fee_m
             held.open_cost_m += amount_m
         else:
@@ -408,17 +422,21 @@ class Book:
         order_id: int | None = None,
         sysid: str | None = None,
         market: int | str | None = None,
+        refused: str | None = None,
     ) -> tuple[int, list[Push]]:
-        """Cancel by order_id or by (market, sysid); returns (cancel_result, pushes)."""
+        """Cancel by order_id or by (market, sysid); returns (cancel_result, pushes).
+        `refused`: why the exchange takes no cancel now (the order stays as it is)."""
         if order_id is not None:
             found = self.orders.get(order_id)
         else:
             found = self.orders.get(self._by_sysid.get(sysid or "", -1))
             if found is not None and _market_enum(market) != _market_enum(found.stock_code[-2:]):
                 found = None
-        if found is None or found.order_status in xt.FINAL_STATUSES:
+        if found is None or found.order_status in xt.FINAL_STATUSES or refused:
             result = -1 if found is None else 0
-            if found is None:
+            if refused and found is not None and found.order_status not in xt.FINAL_STATUSES:
+                message = refused
+            elif found is None:
                 message = f"order {order_id if order_id is not None else sysid} not found"
             else:
                 message = f"order {found.order_id} is final (status {found.order_status})"

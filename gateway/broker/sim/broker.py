@@ -1,4 +1,9 @@
-"""SimBroker: the Broker seam over an embedded simulated miniQMT (the default broker)."""
+"""SimBroker: the Broker seam over an embedded simulated miniQMT (the default broker).
+
+The trader is xtquant's own XtQuantTrader, as with broker = "xtquant"; only the
+native module beneath it differs: gateway/broker/sim/native.py instead of the
+.pyd, talking to the simulated terminal that keeps its books in <data_dir>/sim.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from qmtbus.gateway.broker import BrokerUnavailable, Instrument, TickSink
-from qmtbus.gateway.broker.sessions import SessionIds
-from qmtbus.gateway.broker.sim.objects import StockAccount
+from qmtbus.gateway.broker.instruments import InstrumentCache
+from qmtbus.gateway.broker.sim import hours, native
 from qmtbus.gateway.broker.sim.terminal import SimTerminal
-from qmtbus.gateway.broker.sim.trader import SimTrader
+from qmtbus.gateway.broker.xtquant import XtTraders
 from qmtbus.protocol import SimFault, SimSetPrice
 
 if TYPE_CHECKING:
@@ -32,21 +37,34 @@ class SimBroker:
                 f"sim.tick_file {tick_file!r} does not exist; fix the path or leave it empty "
                 "for a random walk"
             )
+        # Before the terminal: a process already holding the real xttrader is refused here.
+        self._traders = XtTraders(native, self.path, self._account_id, config.xtquant.session_base)
         self.terminal = SimTerminal(Path(self.path), config.sim, self._account_id, clock)
         self.terminal.start()
-        self._ids = SessionIds(config.xtquant.session_base)
+        # Market data as xtdata gives it: off the I/O thread (slow_xtdata and fail_xtdata
+        # faults act in terminal.instrument).
+        self._instruments = InstrumentCache(
+            self.terminal.instrument, lambda: hours.trading_day(clock())
+        )
 
-    def new_trader(self, session_id: int) -> SimTrader:
-        return SimTrader(self.path, session_id)
+    def new_trader(self, session_id: int) -> Any:
+        """xtquant.xttrader.XtQuantTrader, over the simulated native client."""
+        return self._traders.new_trader(session_id)
 
-    def account(self) -> StockAccount:
-        return StockAccount(self._account_id, "STOCK")
+    def account(self) -> Any:
+        return self._traders.account()
 
     def new_session_id(self) -> int:
-        return self._ids.next(self.terminal.live_sessions())
+        return self._traders.new_session_id(self.terminal.live_sessions())
 
     def instrument(self, stock_code: str) -> Instrument | None:
-        return self.terminal.instrument(stock_code)
+        return self._instruments.get(stock_code)
+
+    def instrument_note(self, stock_code: str) -> str:
+        return self._instruments.note(stock_code)
+
+    def prefetch(self, codes: list[str]) -> None:
+        self._instruments.prefetch(codes)
 
     def sim_command(self, command: SimFault | SimSetPrice) -> str:
         if isinstance(command, SimFault):
@@ -68,4 +86,5 @@ class SimBroker:
         return self.terminal.full_tick(stock_code)
 
     def close(self) -> None:
+        self._instruments.close()
         self.terminal.close()

@@ -38,11 +38,9 @@ def check_request(
         return Rejection(ERR_BAD_PARAMETER, f"unknown security {stock_code!r}")
     if order_type not in (xt.STOCK_BUY, xt.STOCK_SELL):
         return Rejection(ERR_BAD_PARAMETER, f"order_type {order_type} is not 23 (buy) or 24 (sell)")
-    if (
-        price_type not in (xt.FIX_PRICE, xt.LATEST_PRICE)
-        and price_type not in xt.MARKET_PRICE_TYPES
-    ):
-        return Rejection(ERR_BAD_PARAMETER, f"price_type {price_type} is not supported")
+    wrong_type = ashare.price_type_error(stock_code, price_type)
+    if wrong_type is not None:
+        return Rejection(ERR_BAD_PARAMETER, wrong_type)
     return None
 
 
@@ -58,6 +56,9 @@ def check_market(
     can_use_volume: int,
 ) -> Rejection | None:
     """Session, lot, tick and price-limit checks against today's quote."""
+    too_many = ashare.order_volume_cap_error(stock_code, order_volume, price_type)
+    if too_many is not None:
+        return Rejection(ERR_VOLUME, too_many)
     if phase == "closed":
         return Rejection(ERR_MARKET_CLOSED, "the market is closed")
     if phase != "continuous" and price_type != xt.FIX_PRICE:

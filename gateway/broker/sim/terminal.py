@@ -1,8 +1,9 @@
 """The simulated miniQMT terminal: one book, one market thread, the live sessions, and faults.
 
 SimBroker opens a terminal for `<data_dir>/sim` and registers it under that
-path; a SimTrader built with the same path finds it at connect(), as an
-XtQuantTrader finds the miniQMT of its userdata_mini. One lock serialises the
+path; the simulated native client (gateway/broker/sim/native.py) beneath an
+XtQuantTrader built with the same path finds it at connect(), as the real one
+finds the miniQMT of its userdata_mini. One lock serialises the
 book: caller threads, the market thread and callbacks all go through it. The
 market thread also hands the ticks of subscribed symbols to the tick sink,
 every `quote_interval`, outside the lock.
@@ -27,7 +28,7 @@ from qmtbus.gateway.broker.sim.store import Store
 
 if TYPE_CHECKING:
     from qmtbus.config import SimConfig
-    from qmtbus.gateway.broker.sim.trader import SimTrader
+    from qmtbus.gateway.broker.sim.native import XtQuantAsyncClient as Session
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,15 @@ class SimTerminal:
         self._config = config
         self._clock = clock
         self._lock = threading.RLock()
-        self._sessions: dict[int, SimTrader] = {}
+        self._sessions: dict[int, Session] = {}
         self._subscribed: set[int] = set()
-        self._reject_next = 0
-        self._silent_next = 0
+        self._rejects: list[Fault] = []
+        self._mute_next = 0
+        self._mute_queries = False
+        self._raise_in_queries = False
+        self._skip_asset_pushes = False
+        self._xtdata_delay = 0.0
+        self._xtdata_fails = False
         self._fault_delay = 0.0
         self._reorder = False
         self._closed = False
@@ -204,6 +210,7 @@ class SimTerminal:
 
     def full_tick(self, stock_code: str) -> dict[str, Any] | None:
         """The latest tick of `stock_code`; None outside the universe."""
+        self._xtdata_call("get_full_tick")
         if not is_stock_code(stock_code):
             return None
         with self._lock:
@@ -224,16 +231,16 @@ class SimTerminal:
             batch = [ticks.full_tick(self._market.quote(c), now) for c in self._quote_codes]
         sink(batch)
 
-    # -- sessions (called by SimTrader) ---------------------------------------
+    # -- sessions (called by the native clients) ---------------------------------------
 
-    def connect(self, trader: SimTrader) -> int:
+    def connect(self, trader: Session) -> int:
         with self._lock:
             if self._closed or trader.session in self._sessions:
                 return -1
             self._sessions[trader.session] = trader
             return 0
 
-    def leave(self, trader: SimTrader) -> None:
+    def leave(self, trader: Session) -> None:
         with self._lock:
             if self._sessions.get(trader.session) is trader:
                 del self._sessions[trader.session]
@@ -243,7 +250,7 @@ class SimTerminal:
         with self._lock:
             return set(self._sessions)
 
-    def subscribe(self, trader: SimTrader, account_id: str, on: bool) -> int:
+    def subscribe(self, trader: Session, account_id: str, on: bool) -> int:
         with self._lock:
             if self._sessions.get(trader.session) is not trader or account_id != self.account_id:
                 return -1
@@ -255,19 +262,15 @@ class SimTerminal:
             self._dispatch([Push("on_account_status", status)])
             return 0
 
-    def place(self, trader: SimTrader, seq: int, respond: bool, **request: Any) -> int:
+    def place(self, trader: Session, seq: int, respond: bool, **request: Any) -> int:
         """An order from a session: (order_id, pushes dispatched); -1 when the session is gone."""
         with self._lock:
             if self._sessions.get(trader.session) is not trader:
                 return -1
             now = self._clock()
-            fault: Fault = None
-            if self._silent_next:
-                self._silent_next -= 1
-                fault = "silent"
-            elif self._reject_next:
-                self._reject_next -= 1
-                fault = "reject"
+            fault: Fault = self._rejects.pop(0) if self._rejects else None
+            muted = self._mute_next > 0
+            self._mute_next -= int(muted)
             order_id, pushes = self._book.place(
                 **request,
                 session_id=trader.session,
@@ -277,15 +280,22 @@ class SimTerminal:
                 fault=fault,
                 now=now,
             )
-            self._dispatch(pushes, trader)
-            # A sync order_stock with no response would block forever on the real client.
-            return -1 if fault == "silent" and not respond else order_id
+            if not muted:  # mute_next_order: placed, and nobody is told
+                self._dispatch(pushes, trader)
+            return order_id
 
-    def cancel(self, trader: SimTrader, seq: int, respond: bool, **target: Any) -> int:
+    def cancel(
+        self, trader: Session, seq: int, respond: bool, account_id: str, **target: Any
+    ) -> int:
         with self._lock:
             if self._sessions.get(trader.session) is not trader:
                 return -1
-            result, pushes = self._book.cancel(seq=seq, respond=respond, **target)
+            if account_id != self.account_id:
+                target = {"order_id": -1}  # not found for this account
+            refused = None
+            if self._config.market_hours:
+                refused = ashare.cancel_refused(hours.shanghai(self._clock()).time())
+            result, pushes = self._book.cancel(seq=seq, respond=respond, refused=refused, **target)
             self._dispatch(pushes, trader)
             return result
 
@@ -297,14 +307,23 @@ class SimTerminal:
     def account_status(self) -> list[xt.XtAccountStatus]:
         return [xt.XtAccountStatus(self.account_id, xt.SECURITY_ACCOUNT, xt.ACCOUNT_STATUS_OK)]
 
+    def answers_queries(self) -> bool:
+        """False under the mute_queries fault: queries and subscribes go unanswered. Raises
+        under the raise_in_queries fault (a native client that fails in the caller's call)."""
+        if self._raise_in_queries:
+            raise RuntimeError("the native client raised (raise_in_queries fault)")
+        return not self._mute_queries
+
     # -- pushes ------------------------------------------------------------------
 
-    def _dispatch(self, pushes: list[Push], requester: SimTrader | None = None) -> None:
+    def _dispatch(self, pushes: list[Push], requester: Session | None = None) -> None:
         """Hand pushes to the sessions' push threads in order (the records are already written)."""
         if not pushes:
             return
         if self._reorder:
             pushes = reorder(pushes)
+        if self._skip_asset_pushes:
+            pushes = [p for p in pushes if p.name not in ("on_stock_asset", "on_stock_position")]
         delay = self._config.callback_delay + self._fault_delay
         for push in pushes:
             if push.private:
@@ -316,7 +335,15 @@ class SimTerminal:
 
     # -- market facts and faults (called by SimBroker) -------------------------
 
+    def _xtdata_call(self, name: str) -> None:
+        """Market data stands for xtdata: the slow_xtdata and fail_xtdata faults act here."""
+        if self._xtdata_delay > 0:
+            time.sleep(self._xtdata_delay)
+        if self._xtdata_fails:
+            raise RuntimeError(f"xtdata.{name} failed (fail_xtdata fault)")
+
     def instrument(self, stock_code: str) -> Instrument | None:
+        self._xtdata_call("get_instrument_detail")
         if not is_stock_code(stock_code):
             return None
         with self._lock:
@@ -342,12 +369,31 @@ class SimTerminal:
                 for trader in dropped:
                     trader.drop(delay)
                 return f"disconnected {len(dropped)} session(s)"
-            if fault == "reject_next":
-                self._reject_next += 1
-                return "the next order will be rejected (57 junk and on_order_error)"
-            if fault == "silent_reject_next":
-                self._silent_next += 1
-                return "the next order will be rejected without any callback"
+            if fault in REJECTS:
+                self._rejects.append(REJECTS[fault][0])
+                return REJECTS[fault][1]
+            if fault == "mute_next_order":
+                self._mute_next += 1
+                return "the next order is placed and nobody is told (no response, no pushes)"
+            if fault == "mute_queries":
+                self._mute_queries = bool(value)
+                return "queries go unanswered" if value else "queries are answered"
+            if fault == "raise_in_queries":
+                self._raise_in_queries = bool(value)
+                return "queries raise in the caller" if value else "queries do not raise"
+            if fault == "skip_asset_pushes":
+                self._skip_asset_pushes = bool(value)
+                return "asset and position pushes are skipped" if value else "asset pushes on"
+            if fault == "slow_xtdata":
+                self._xtdata_delay = min(max(0.0, value), 600.0)
+                return f"market data calls take {self._xtdata_delay:g} s"
+            if fault == "fail_xtdata":
+                self._xtdata_fails = bool(value)
+                return "market data calls fail" if value else "market data calls work"
+            if fault == "account_status":
+                status = xt.XtAccountStatus(self.account_id, xt.SECURITY_ACCOUNT, int(value))
+                self._dispatch([Push("on_account_status", status)])
+                return f"account status {int(value)} pushed"
             if fault == "delay_callbacks":
                 self._fault_delay = max(0.0, value)
                 return f"every push is delayed by {self._fault_delay:g} s"
@@ -355,8 +401,11 @@ class SimTerminal:
                 self._reorder = bool(value)
                 return "pushes are reordered" if self._reorder else "pushes are in order"
             if fault == "clear":
-                self._reject_next = self._silent_next = 0
-                self._fault_delay = 0.0
+                self._rejects.clear()
+                self._mute_next = 0
+                self._mute_queries = self._skip_asset_pushes = self._xtdata_fails = False
+                self._raise_in_queries = False
+                self._fault_delay = self._xtdata_delay = 0.0
                 self._reorder = False
                 return "faults cleared"
             raise ValueError(f"unknown simulator fault {fault!r}")
@@ -381,6 +430,19 @@ class SimTerminal:
             if _registry.get(terminal_key(self.directory)) is self:
                 del _registry[terminal_key(self.directory)]
             _unlock_directory(self._file_lock)
+
+
+REJECTS: dict[str, tuple[Fault, str]] = {
+    "reject_next": (
+        "reject",
+        "the next order will be rejected (response with error_msg, 57 junk, on_order_error)",
+    ),
+    "reject_next_error_first": (
+        "reject_error_first",
+        "the next order will be rejected (on_order_error before a clean response, 57 junk)",
+    ),
+    "silent_reject_next": ("silent", "the next order will be rejected without any callback"),
+}
 
 
 def reorder(pushes: list[Push]) -> list[Push]:
