@@ -112,19 +112,98 @@ def test_given_xtquants_own_demo_then_it_trades_through_the_gateway(
         demo.wait_line("query position:")
         start = demo.wait_line("demo test")
         assert demo.lines[start + 1 : start + 3] == ["0", "0"]  # connect, subscribe
-        order_id = demo.number_after("order using the fix price:")
-        assert order_id > 0
-        assert demo.number_after("cancel order:") == 0
-        assert demo.number_after("order using async api:") > 0
+        # The demo's prints and its callbacks' (on xtquant's push thread) interleave, down
+        # to the character, as they do on miniQMT: what it did is read from the gateway.
         orders: protocol.OrdersReply = stack.call(protocol.QueryOrders())
         placed = [o for o in orders.orders if o.strategy_name == "strategy_name"]
         assert len(placed) == 2, orders
         # each order got a client_order_id of its own, which the broker holds as its remark
         assert all(o.client_order_id.startswith("xt") for o in placed)
         assert len({o.client_order_id for o in placed}) == 2
-        # the script sees its own remark, and its callbacks ran on xtquant's push thread
-        demo.wait_line("on order callback:")
-        assert f"order {order_id}" in demo.output
-        assert "orders: 2" in demo.output
+        first, second = sorted(placed, key=lambda o: o.order_id)
+        assert first.order_status == protocol.ORDER_CANCELED  # cancel_order_stock went through
+        assert second.order_status == protocol.ORDER_REPORTED  # rests at 10.50 < 10.81
+        demo.wait_line(f"600000.SH {protocol.ORDER_CANCELED} ")  # on_stock_order called
+        assert "query position:" in demo.lines  # every query answered
     finally:
         demo.stop()
+
+
+BOT = EXAMPLES / "xtquant_bot.py"
+CODE = "600000.SH"
+MARKETABLE = "11.00"  # above the 10.81 the sim opens at: the bot's buys fill
+
+
+def bot_orders(stack: Stack) -> list[protocol.Order]:
+    orders: protocol.OrdersReply = stack.call(protocol.QueryOrders())
+    return [o for o in orders.orders if o.strategy_name == "seedbot"]
+
+
+def printed(script: Script, kind: str) -> list[list[str]]:
+    return [line.split()[1:] for line in script.lines if line.split()[:1] == [kind]]
+
+
+def test_given_the_seed_style_bot_then_its_jobs_orders_are_placed_filled_and_reported(
+    stack: Stack, gateway: Proc
+) -> None:
+    bot = Script(stack, BOT, CODE, "3", "0.2", MARKETABLE)
+    try:
+        bot.wait_line("jobs done")
+        wait_for(lambda: len(printed(bot, "trade")) >= 3, 30, "three fills")
+        placed = bot_orders(stack)
+        assert len(placed) == 3
+        assert bot.wait_line("start cash 1000000.0") >= 0
+        responses = printed(bot, "response")
+        assert sorted(r[2] for r in responses) == ["job0", "job1", "job2"]  # its own remarks
+        assert {int(r[1]) for r in responses} == {o.order_id for o in placed}
+        assert {t[3] for t in printed(bot, "trade")} == {"job0", "job1", "job2"}
+        assert "disconnected" not in bot.lines
+    finally:
+        bot.stop()
+
+
+def test_given_the_gateway_killed_mid_script_then_no_callback_is_lost_and_no_order_sent_twice(
+    stack: Stack, gateway: Proc
+) -> None:
+    orders = 6
+    bot = Script(stack, BOT, CODE, str(orders), "0.5", MARKETABLE)
+    try:
+        bot.wait_line("sent 1")
+        gateway.kill()  # kill -9, between two of the bot's orders
+        restarted = start_gateway(stack)
+        try:
+            bot.wait_line("jobs done", timeout=60)
+            wait_for(lambda: len(printed(bot, "response")) >= orders, 60, "every response")
+            placed = bot_orders(stack)
+            # each job's order reached the broker exactly once
+            assert len(placed) == orders, placed
+            assert len({o.client_order_id for o in placed}) == orders
+            trades: protocol.TradesReply = stack.call(protocol.QueryTrades())
+            fills = {t.traded_id for t in trades.trades if t.strategy_name == "seedbot"}
+            wait_for(lambda: {t[0] for t in printed(bot, "trade")} >= fills, 30, "every fill")
+            seen = [t[0] for t in printed(bot, "trade")]
+            assert sorted(seen) == sorted(fills)  # every fill called back, each once
+            responses = printed(bot, "response")
+            assert sorted(int(r[0]) for r in responses) == sorted(
+                {int(s[1]) for s in printed(bot, "sent")}
+            )
+            assert {int(r[1]) for r in responses} == {o.order_id for o in placed}
+            assert "disconnected" not in bot.lines  # a restart is not a disconnection
+        finally:
+            restarted.stop()
+    finally:
+        bot.stop()
+
+
+def test_given_the_gateway_gone_for_good_then_the_script_gets_on_disconnected(
+    stack: Stack, gateway: Proc
+) -> None:
+    bot = Script(stack, BOT, CODE, "1", "0.1", MARKETABLE, env={"QMTBUS_XT_GONE_AFTER": "2"})
+    try:
+        bot.wait_line("jobs done")
+        assert "disconnected" not in bot.lines
+        gateway.kill()
+        bot.wait_line("disconnected", timeout=30)
+        assert bot.popen.wait(15) == 0  # the bot ends as it does when miniQMT goes
+    finally:
+        bot.stop()
