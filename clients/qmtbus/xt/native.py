@@ -19,6 +19,7 @@ import itertools
 import logging
 import queue
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -110,10 +111,24 @@ def xttrader_name(native_call: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", stem).lower()
 
 
+_XTTRADER_HELPERS = frozenset({"apply", "common_op_sync_with_seq", "common_op_async_with_seq"})
+
+
+def _calling_method(native_call: str) -> str:
+    """The XtQuantTrader method the script called (fund_transfer sends transferWithSeq)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_code.co_name
+        if frame.f_code.co_filename.endswith("xttrader.py") and name not in _XTTRADER_HELPERS:
+            return name
+        frame = frame.f_back  # type: ignore[assignment]
+    return xttrader_name(native_call)
+
+
 class NotCarried(NotImplementedError):
     def __init__(self, native_call: str) -> None:
         super().__init__(
-            f"XtQuantTrader.{xttrader_name(native_call)} is not carried by the qmtbus bus "
+            f"XtQuantTrader.{_calling_method(native_call)} is not carried by the qmtbus bus "
             "(it carries stock orders, cancels and queries; credit, transfers, SMT and "
             "smart algos stay on miniQMT)"
         )

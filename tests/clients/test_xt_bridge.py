@@ -1,0 +1,107 @@
+"""What `qmtbus xt run` carries and refuses, told to an unchanged xtquant script by a real
+gateway: connect and subscribe results, calls the bus does not carry, xtdata's ticks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qmtbus import protocol
+from tests.clients.xt_support import SIM, Script
+from tests.support import Stack, start_gateway
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Stack:
+    return Stack(tmp_path, {"sim": SIM})
+
+
+PROBE = """
+import json
+from xtquant import xtdata
+from xtquant.xttrader import XtQuantTrader
+from xtquant.xttype import StockAccount
+
+trader = XtQuantTrader("userdata_mini", 7)
+trader.start()
+print("connect", trader.connect(), flush=True)
+"""
+
+
+def write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "probe.py"
+    path.write_text(body)
+    return path
+
+
+def test_given_no_gateway_then_connect_returns_minus_one(stack: Stack, tmp_path: Path) -> None:
+    stack.nobody_listens("gateway")
+    stack.write_config(client={"timeout": 0.5, "retries": 0})
+    script = Script(stack, write(tmp_path, PROBE))
+    try:
+        script.wait_line("connect -1")
+        assert script.popen.wait(15) == 0
+    finally:
+        script.stop()
+
+
+CALLS = """
+import json
+from xtquant import xtdata
+from xtquant.xttrader import XtQuantTrader
+from xtquant.xttype import StockAccount
+
+trader = XtQuantTrader("userdata_mini", 7)
+trader.start()
+print("connect", trader.connect(), flush=True)
+print("subscribe other", trader.subscribe(StockAccount("OTHER01")), flush=True)
+acc = StockAccount("SIM0001")
+print("subscribe", trader.subscribe(acc), flush=True)
+for call in (
+    lambda: trader.query_credit_detail(acc),
+    lambda: trader.fund_transfer(acc, 1, 100.0),
+    lambda: trader.query_smart_algo_task(acc),
+    lambda: xtdata.get_market_data(["close"], ["600000.SH"], period="1d"),
+):
+    try:
+        call()
+        print("carried?", flush=True)
+    except NotImplementedError as err:
+        print("refused:", err, flush=True)
+print("status", [(s.account_id, s.status) for s in trader.query_account_status()], flush=True)
+print("tick", json.dumps(xtdata.get_full_tick(["600000.SH"])), flush=True)
+trader.stop()
+print("stopped", flush=True)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_given_a_script_then_the_bridge_answers_as_miniqmt_and_refuses_what_it_does_not_carry(
+    stack: Stack, tmp_path: Path
+) -> None:
+    gateway = start_gateway(stack)
+    script = Script(stack, write(tmp_path, CALLS))
+    try:
+        script.wait_line("stopped")
+        assert script.popen.wait(15) == 0, script.output
+        assert "connect 0" in script.lines
+        assert "subscribe other -1" in script.lines  # not the gateway's account
+        assert "subscribe 0" in script.lines
+        refused = [line for line in script.lines if line.startswith("refused:")]
+        assert len(refused) == 4, script.output
+        for name, line in zip(
+            ("query_credit_detail", "fund_transfer", "query_smart_algo_task", "get_market_data"),
+            refused,
+            strict=True,
+        ):
+            assert name in line and "not carried" in line
+        assert "status [('SIM0001', 0)]" in script.lines  # ready: miniQMT's "ok"
+        tick = json.loads(script.lines[script.wait_line("tick ")].removeprefix("tick "))
+        quotes: protocol.QuotesReply = stack.call(protocol.QueryQuote(stock_codes=["600000.SH"]))
+        assert tick["600000.SH"]["lastClose"] == quotes.quotes[0].lastClose
+        assert tick["600000.SH"]["lastPrice"] == quotes.quotes[0].lastPrice
+    finally:
+        script.stop()
+        gateway.stop()
