@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from qmtbus import protocol
-from tests.clients.xt_support import SIM, Script
+from tests.clients.xt_support import PLAIN, SIM, Script
 from tests.support import Stack, start_gateway
 
 
@@ -102,6 +102,35 @@ def test_given_a_script_then_the_bridge_answers_as_miniqmt_and_refuses_what_it_d
         quotes: protocol.QuotesReply = stack.call(protocol.QueryQuote(stock_codes=["600000.SH"]))
         assert tick["600000.SH"]["lastClose"] == quotes.quotes[0].lastClose
         assert tick["600000.SH"]["lastPrice"] == quotes.quotes[0].lastPrice
+    finally:
+        script.stop()
+        gateway.stop()
+
+
+INSTALLED = """
+import qmtbus.xt
+
+qmtbus.xt.install()
+from xtquant.xttrader import XtQuantTrader
+from xtquant.xttype import StockAccount
+
+trader = XtQuantTrader("userdata_mini", 8)
+trader.start()
+print("connect", trader.connect(), flush=True)
+print("subscribe", trader.subscribe(StockAccount("SIM0001")), flush=True)
+print("cash", trader.query_stock_asset(StockAccount("SIM0001")).cash, flush=True)
+trader.stop()
+"""
+
+
+def test_given_install_called_first_then_a_plain_python_script_trades_on_the_bus(
+    stack: Stack, tmp_path: Path
+) -> None:
+    gateway = start_gateway(stack)
+    script = Script(stack, write(tmp_path, INSTALLED), launcher=PLAIN)
+    try:
+        assert script.popen.wait(60) == 0, script.output
+        assert script.lines[-3:] == ["connect 0", "subscribe 0", "cash 1000000.0"], script.output
     finally:
         script.stop()
         gateway.stop()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from qmtbus import protocol
-from tests.clients.xt_support import EXAMPLES, SIM, Script
+from tests.clients.xt_support import EXAMPLES, QMTBUS_XT_RUN, SIM, Script
 from tests.support import Proc, Stack, start_gateway, wait_for
 
 
@@ -67,7 +67,7 @@ def printed(script: Script, kind: str) -> list[list[str]]:
 def test_given_the_seed_style_bot_then_its_jobs_orders_are_placed_filled_and_reported(
     stack: Stack, gateway: Proc
 ) -> None:
-    bot = Script(stack, BOT, CODE, "3", "0.2", MARKETABLE)
+    bot = Script(stack, BOT, CODE, "3", "0.2", MARKETABLE, launcher=QMTBUS_XT_RUN)
     try:
         bot.wait_line("jobs done")
         wait_for(lambda: len(printed(bot, "trade")) >= 3, 60, "three fills")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -18,13 +17,26 @@ SIM = {"seed": SEED, "volatility": 0.0, "quote_interval": 0.05}
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-class Script:
-    """`python -m qmtbus.xt run <script>` as a subprocess, its output collected line by line."""
+XT_RUN = (sys.executable, "-m", "qmtbus.xt", "run")
+QMTBUS_XT_RUN = (sys.executable, "-m", "qmtbus", "xt", "run")  # the `qmtbus xt run` command
+PLAIN = (sys.executable,)  # a script that calls qmtbus.xt.install() itself
 
-    def __init__(self, stack: Stack, script: Path, *args: str, env: dict[str, str] | None = None):
+
+class Script:
+    """`python -m qmtbus.xt run <script>` (or `launcher`) as a subprocess, its output
+    collected line by line."""
+
+    def __init__(
+        self,
+        stack: Stack,
+        script: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        launcher: tuple[str, ...] = XT_RUN,
+    ):
         self.lines: list[str] = []
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "qmtbus.xt", "run", str(script), *args],
+            [*launcher, str(script), *args],
             cwd=stack.dir,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -60,19 +72,6 @@ class Script:
             return None
 
         return int(wait_for(lambda: found() is not None, timeout, text) and found())  # type: ignore[arg-type]
-
-    def number_after(self, text: str) -> int:
-        """The first line that is a bare integer after the line `text` (the script's own
-        prints interleave with its callbacks', which run on xtquant's push thread)."""
-        start = self.wait_line(text)
-
-        def found() -> int | None:
-            for line in self.lines[start + 1 :]:
-                if re.fullmatch(r"-?\d+", line.strip()):
-                    return int(line)
-            return None
-
-        return int(wait_for(lambda: found() is not None, 30, f"a number after {text}") and found())  # type: ignore[arg-type]
 
     def stop(self) -> None:
         if self.popen.poll() is None:
