@@ -521,8 +521,10 @@ class XtQuantAsyncClient:
             while not self._stopped.is_set():
                 try:
                     ev = stream.next(timeout=0.2)
-                except TimeoutError:  # silent, or a replay it could not fetch yet
-                    ev = None
+                except Exception as err:  # silent, or a replay it could not fetch yet
+                    if not isinstance(err, TimeoutError):
+                        # the held event is retried on the next call: nothing is skipped
+                        log.warning("reading the gateway's events: %s", err)
                     if time.monotonic() - heard > self.gone_after and not self._gone.is_set():
                         log.warning("qmtbus gateway silent for %.0f s: gone", self.gone_after)
                         self._gone.set()
@@ -533,7 +535,10 @@ class XtQuantAsyncClient:
                 if ev is None:
                     continue
                 heard = time.monotonic()
-                self._on_event(ev)
+                try:
+                    self._on_event(ev)
+                except Exception:  # one bad event must not end the script's callbacks
+                    log.exception("could not pass %s event %s on", protocol.event_type(ev), ev.seq)
         finally:
             stream.close()
 
