@@ -134,3 +134,43 @@ def test_given_install_called_first_then_a_plain_python_script_trades_on_the_bus
     finally:
         script.stop()
         gateway.stop()
+
+
+TICKS = """
+import threading
+from xtquant import xtdata
+
+got = []
+two = threading.Event()
+
+
+def on_tick(datas):
+    for code, ticks in datas.items():
+        got.append((code, ticks[-1]["lastPrice"]))
+    if len(got) >= 2:
+        two.set()
+
+
+seq = xtdata.subscribe_quote("600000.SH", period="tick", callback=on_tick)
+print("ticks", two.wait(30), got[:2], flush=True)
+xtdata.unsubscribe_quote(seq)
+try:
+    xtdata.subscribe_quote("600000.SH", period="1m", callback=on_tick)
+except NotImplementedError as err:
+    print("refused:", err, flush=True)
+"""
+
+
+def test_given_subscribe_quote_then_ticks_reach_the_scripts_callback(
+    stack: Stack, tmp_path: Path
+) -> None:
+    gateway = start_gateway(stack)
+    script = Script(stack, write(tmp_path, TICKS))
+    try:
+        assert script.popen.wait(60) == 0, script.output
+        last = stack.call(protocol.QueryQuote(stock_codes=["600000.SH"])).quotes[0].lastPrice
+        assert f"ticks True [('600000.SH', {last}), ('600000.SH', {last})]" in script.lines
+        assert any("period='1m'" in line for line in script.lines if line.startswith("refused"))
+    finally:
+        script.stop()
+        gateway.stop()
