@@ -10,7 +10,7 @@ import pytest
 
 from qmtbus import protocol
 from tests.clients.xt_support import PLAIN, SIM, Script
-from tests.support import Stack, start_gateway
+from tests.support import Stack, start_gateway, wait_for
 
 
 @pytest.fixture
@@ -71,6 +71,10 @@ for call in (
     except NotImplementedError as err:
         print("refused:", err, flush=True)
 print("status", [(s.account_id, s.status) for s in trader.query_account_status()], flush=True)
+print("bad order", trader.order_stock(acc, "600000.SH", 23, 0, 11, 10.5), flush=True)
+order_id = trader.order_stock(acc, "600000.SH", 23, 100, 11, 10.5, "probe", "rest")
+sysid = trader.query_stock_order(acc, order_id).order_sysid
+print("cancel by sysid", trader.cancel_order_stock_sysid(acc, "SH", sysid), flush=True)
 print("tick", json.dumps(xtdata.get_full_tick(["600000.SH"])), flush=True)
 trader.stop()
 print("stopped", flush=True)
@@ -98,6 +102,15 @@ def test_given_a_script_then_the_bridge_answers_as_miniqmt_and_refuses_what_it_d
         ):
             assert name in line and "not carried" in line
         assert "status [('SIM0001', 0)]" in script.lines  # ready: miniQMT's "ok"
+        assert "bad order -1" in script.lines  # refused by the gateway, in miniQMT's words
+        assert "cancel by sysid 0" in script.lines
+
+        def cancelled() -> bool:
+            orders: protocol.OrdersReply = stack.call(protocol.QueryOrders())
+            (rested,) = [o for o in orders.orders if o.strategy_name == "probe"]
+            return rested.order_status == protocol.ORDER_CANCELED
+
+        wait_for(cancelled, 30, "the order cancelled by its sysid")
         tick = json.loads(script.lines[script.wait_line("tick ")].removeprefix("tick "))
         quotes: protocol.QuotesReply = stack.call(protocol.QueryQuote(stock_codes=["600000.SH"]))
         assert tick["600000.SH"]["lastClose"] == quotes.quotes[0].lastClose
