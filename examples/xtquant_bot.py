@@ -22,7 +22,9 @@ ACCOUNT = "SIM0001"
 
 
 def say(*parts):
-    print(*parts, flush=True)
+    # one write per line: the jobs thread and the callback thread print at once
+    sys.stdout.write(" ".join(str(p) for p in parts) + "\n")
+    sys.stdout.flush()
 
 
 class Callback(XtQuantTraderCallback):

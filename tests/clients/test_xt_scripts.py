@@ -10,12 +10,14 @@ import pytest
 
 from qmtbus import protocol
 from tests.clients.xt_support import EXAMPLES, QMTBUS_XT_RUN, SIM, Script
-from tests.support import Proc, Stack, start_gateway, wait_for
+from tests.support import Proc, Stack, start_gateway, wait_for, wait_ready
 
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Stack:
-    return Stack(tmp_path, {"sim": SIM})
+    # a short client timeout and no retry inside the client: the bridge's own resending
+    # (same client_order_id until the gateway answers) carries the script over restarts
+    return Stack(tmp_path, {"sim": SIM, "client": {"timeout": 1.0, "retries": 0}})
 
 
 @pytest.fixture
@@ -83,6 +85,35 @@ def test_given_the_seed_style_bot_then_its_jobs_orders_are_placed_filled_and_rep
         bot.stop()
 
 
+def assert_each_order_once_and_every_callback(
+    stack: Stack, bot: Script, orders: int, unknown: int = 0
+) -> None:
+    """The bot's jobs all answered (but `unknown` of them, whose outcome the gateway could
+    not know); each order at the broker once; every fill called back once; no
+    on_disconnected (a restart is not a disconnection)."""
+    answered = orders - unknown
+    bot.wait_line("jobs done", timeout=60)
+    wait_for(lambda: len(printed(bot, "response")) >= answered, 60, "every response")
+    placed = bot_orders(stack)
+    # each job's order reached the broker exactly once
+    assert len(placed) == answered, placed
+    assert len({o.client_order_id for o in placed}) == answered
+    trades: protocol.TradesReply = stack.call(protocol.QueryTrades())
+    fills = {t.traded_id for t in trades.trades if t.strategy_name == "seedbot"}
+    wait_for(lambda: {t[0] for t in printed(bot, "trade")} >= fills, 60, "every fill")
+    seen = [t[0] for t in printed(bot, "trade")]
+    assert sorted(seen) == sorted(fills), bot.output  # every fill called back, each once
+    responses = printed(bot, "response")
+    sent = {int(s[1]) for s in printed(bot, "sent")}
+    assert len(sent) == orders and {int(r[0]) for r in responses} <= sent
+    assert len(responses) == answered, bot.output  # each answered once
+    assert {int(r[1]) for r in responses} == {o.order_id for o in placed}
+    assert all(o.order_id > 0 for o in placed)
+    if unknown:
+        assert "outcome unknown" in bot.output  # said, not guessed
+    assert "disconnected" not in bot.lines
+
+
 def test_given_the_gateway_killed_mid_script_then_no_callback_is_lost_and_no_order_sent_twice(
     stack: Stack, gateway: Proc
 ) -> None:
@@ -91,25 +122,44 @@ def test_given_the_gateway_killed_mid_script_then_no_callback_is_lost_and_no_ord
     try:
         bot.wait_line("sent 1")
         gateway.kill()  # kill -9, between two of the bot's orders
+        bot.wait_line("sent 2")  # sent while no gateway runs: resent until one answers
         restarted = start_gateway(stack)
         try:
-            bot.wait_line("jobs done", timeout=60)
-            wait_for(lambda: len(printed(bot, "response")) >= orders, 60, "every response")
-            placed = bot_orders(stack)
-            # each job's order reached the broker exactly once
-            assert len(placed) == orders, placed
-            assert len({o.client_order_id for o in placed}) == orders
-            trades: protocol.TradesReply = stack.call(protocol.QueryTrades())
-            fills = {t.traded_id for t in trades.trades if t.strategy_name == "seedbot"}
-            wait_for(lambda: {t[0] for t in printed(bot, "trade")} >= fills, 60, "every fill")
-            seen = [t[0] for t in printed(bot, "trade")]
-            assert sorted(seen) == sorted(fills)  # every fill called back, each once
-            responses = printed(bot, "response")
-            assert sorted(int(r[0]) for r in responses) == sorted(
-                {int(s[1]) for s in printed(bot, "sent")}
-            )
-            assert {int(r[1]) for r in responses} == {o.order_id for o in placed}
-            assert "disconnected" not in bot.lines  # a restart is not a disconnection
+            assert_each_order_once_and_every_callback(stack, bot, orders)
+        finally:
+            restarted.stop()
+    finally:
+        bot.stop()
+
+
+@pytest.mark.parametrize(
+    ("failpoint", "unknown"),
+    [
+        # the intent is journaled, the broker never called: the gateway cannot prove the
+        # call did not go out, so the order stays unknown for the day and is never answered
+        ("intent_written", 1),
+        ("broker_called", 0),
+        ("events_journaled", 0),
+        ("events_published", 0),
+        ("order_replied", 0),
+    ],
+)
+def test_given_the_gateway_crashing_at_a_boundary_of_an_order_then_the_script_loses_nothing(
+    stack: Stack, failpoint: str, unknown: int
+) -> None:
+    """The gateway crashes (SIGKILL of itself) at each named boundary of the bot's second
+    order, and restarts: the order the script was waiting on is placed once and answered
+    (or, when the gateway cannot know its outcome, left unanswered, never guessed)."""
+    orders = 4
+    crashing = Proc("gateway", stack, env={"QMTBUS_FAILPOINT": f"{failpoint}:2"}).start()
+    wait_ready(stack, crashing)
+    bot = Script(stack, BOT, CODE, str(orders), "0.3", MARKETABLE)
+    try:
+        crashing.wait_exit(60)
+        assert f"failpoint {failpoint}: crashing" in crashing.log()
+        restarted = start_gateway(stack)
+        try:
+            assert_each_order_once_and_every_callback(stack, bot, orders, unknown)
         finally:
             restarted.stop()
     finally:

@@ -301,8 +301,15 @@ class XtQuantAsyncClient:
                 return  # stopped: the outcome is the gateway's, found by the remark later
             assert isinstance(ack, protocol.OrderAck)
             if ack.status == "pending":
-                log.info("order %s: outcome pending at the broker", client_order_id)
-                return  # answered by the client_order event that resolves it
+                # Answered by the client_order event that resolves it, never guessed: an
+                # order whose intent outlived a gateway crash may stay unknown all day.
+                log.warning(
+                    "order %s (remark %r): %s; it is answered when the gateway finds it",
+                    client_order_id,
+                    remark,
+                    ack.error_msg or "outcome pending at the broker",
+                )
+                return
             self._answer_order(client_order_id, ack.order_id, ack.error_msg)
 
         self._submit(job, None, seq)
