@@ -27,6 +27,11 @@ from xtquant.xttype import StockAccount
 trader = XtQuantTrader("userdata_mini", 7)
 trader.start()
 print("connect", trader.connect(), flush=True)
+acc = StockAccount("SIM0001")
+# nothing can be sent: every call answers at once, none waits for ever
+print("subscribe", trader.subscribe(acc), flush=True)
+print("order", trader.order_stock(acc, "600000.SH", 23, 100, 11, 10.5), flush=True)
+print("asset", trader.query_stock_asset(acc), flush=True)
 """
 
 
@@ -36,13 +41,22 @@ def write(tmp_path: Path, body: str) -> Path:
     return path
 
 
-def test_given_no_gateway_then_connect_returns_minus_one(stack: Stack, tmp_path: Path) -> None:
+def test_given_no_gateway_then_connect_and_every_call_answer_at_once_as_failed(
+    stack: Stack, tmp_path: Path
+) -> None:
     stack.nobody_listens("gateway")
     stack.write_config(client={"timeout": 0.5, "retries": 0})
     script = Script(stack, write(tmp_path, PROBE))
     try:
-        script.wait_line("connect -1")
-        assert script.popen.wait(15) == 0
+        assert script.popen.wait(60) == 0, script.output
+        said = ("connect ", "subscribe ", "order ", "asset ")
+        assert [line for line in script.lines if line.startswith(said)] == [
+            "connect -1",
+            "subscribe -1",
+            "order -1",
+            "asset None",
+        ]
+        assert "is it running?" in script.output  # the warning says why
     finally:
         script.stop()
 

@@ -40,6 +40,7 @@ log = logging.getLogger("qmtbus.xt")
 CONFIG: Config | None = None
 GONE_AFTER = 60.0
 BUS = True  # tells qmtbus.xt.install that xttrader runs over this module
+NOT_CONNECTED = "not sent: this XtQuantTrader is not connected to a qmtbus gateway"
 
 
 # -- request structs -------------------------------------------------------------
@@ -257,7 +258,7 @@ class XtQuantAsyncClient:
                     self._subscribed.add(account_id)
             self._answer("OnSubscribeRespCallback", seq, 0 if ours else -1)
 
-        self._submit(job, "OnSubscribeRespCallback", seq)
+        self._submit(job, "OnSubscribeRespCallback", seq, -1)
 
     def unsubscribeWithSeq(self, seq: int, req: Any) -> None:
         account_id = str(req.m_strAccountID)
@@ -268,7 +269,7 @@ class XtQuantAsyncClient:
                 self._subscribed.discard(account_id)
             self._answer("OnUnsubscribeRespCallback", seq, 0 if known else -1)
 
-        self._submit(job, "OnUnsubscribeRespCallback", seq)
+        self._submit(job, "OnUnsubscribeRespCallback", seq, -1)
 
     def orderStockWithSeq(self, seq: int, req: Any) -> None:
         account_id = str(req.m_strAccountID)
@@ -312,7 +313,8 @@ class XtQuantAsyncClient:
                 return
             self._answer_order(client_order_id, ack.order_id, ack.error_msg)
 
-        self._submit(job, None, seq)
+        not_sent = objects.order_response(account_id, -1, strategy_name, remark, NOT_CONNECTED)
+        self._submit(job, "OnOrderStockRespCallback", seq, not_sent)
 
     def cancelOrderStockWithSeq(self, seq: int, req: Any) -> None:
         account_id = str(req.m_strAccountID)
@@ -342,7 +344,8 @@ class XtQuantAsyncClient:
             )
             self._answer("OnCancelOrderStockRespCallback", seq, resp)
 
-        self._submit(job, None, seq)
+        not_sent = objects.cancel_response(account_id, -1, order_id, sysid, NOT_CONNECTED)
+        self._submit(job, "OnCancelOrderStockRespCallback", seq, not_sent)
 
     def queryStockAssetWithSeq(self, seq: int, req: Any) -> None:
         read: Callable[[Any], list[Any]] = lambda reply: [objects.asset(reply)]  # noqa: E731
@@ -397,12 +400,12 @@ class XtQuantAsyncClient:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _submit(self, job: Callable[[], None], callback: str | None, seq: int) -> None:
+    def _submit(self, job: Callable[[], None], callback: str, seq: int, refused: Any) -> None:
+        """Queue `job` for the request thread; before connect() (or after stop()) answer
+        `refused` at once: nothing was sent, and a script must not wait for ever."""
         if self._gateway is None or self._stopped.is_set():
-            # Not connected: the compiled client answers nothing either; a query with a
-            # timeout set is answered with None, as a late one would be.
-            if callback is not None and self._timeout > 0:
-                self._answer(callback, seq, None)
+            log.warning("%s before connect() succeeded: not sent", callback)
+            self._answer(callback, seq, refused)
             return
         self._jobs.put(job)
 
@@ -418,7 +421,7 @@ class XtQuantAsyncClient:
                 reply = None
             self._answer(callback, seq, None if reply is None else read(reply))
 
-        self._submit(job, callback, seq)
+        self._submit(job, callback, seq, None)
 
     def _until_answered(
         self, command: Any, deadline: float | None = None, give_up_when_gone: bool = False
