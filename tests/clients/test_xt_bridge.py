@@ -201,3 +201,66 @@ def test_given_subscribe_quote_then_ticks_reach_the_scripts_callback(
     finally:
         script.stop()
         gateway.stop()
+
+
+RECONNECTING = """
+import threading
+import time
+
+from xtquant import xtconstant
+from xtquant.xttrader import XtQuantTrader, XtQuantTraderCallback
+from xtquant.xttype import StockAccount
+
+lost = threading.Event()
+
+
+class Callback(XtQuantTraderCallback):
+    def on_disconnected(self):
+        print("disconnected", flush=True)
+        lost.set()
+
+
+def session(n):
+    # the hand-written bot's way: a new XtQuantTrader with a new session id after each loss
+    while True:
+        trader = XtQuantTrader("userdata_mini", 100 + n, Callback())
+        trader.start()
+        if trader.connect() == 0 and trader.subscribe(acc) == 0:
+            return trader
+        trader.stop()
+        time.sleep(0.5)
+
+
+acc = StockAccount("SIM0001")
+trader = session(0)
+print("connected", flush=True)
+lost.wait()
+trader.stop()
+trader = session(1)
+order_id = trader.order_stock(acc, "600000.SH", xtconstant.STOCK_BUY, 100, xtconstant.FIX_PRICE,
+                              10.5, "again", "after")
+print("reconnected, order", order_id, flush=True)
+trader.stop()
+"""
+
+
+def test_given_the_gateway_gone_and_back_then_a_bot_that_reconnects_trades_again(
+    stack: Stack, tmp_path: Path
+) -> None:
+    gateway = start_gateway(stack)
+    script = Script(stack, write(tmp_path, RECONNECTING), env={"QMTBUS_XT_GONE_AFTER": "2"})
+    try:
+        script.wait_line("connected")
+        gateway.kill()
+        script.wait_line("disconnected")
+        gateway = start_gateway(stack)
+        assert script.popen.wait(60) == 0, script.output
+        line = script.lines[script.wait_line("reconnected, order")]
+        assert int(line.split()[-1]) > 0
+        orders: protocol.OrdersReply = stack.call(protocol.QueryOrders())
+        assert [o.order_id for o in orders.orders if o.strategy_name == "again"] == [
+            int(line.split()[-1])
+        ]
+    finally:
+        script.stop()
+        gateway.stop()
