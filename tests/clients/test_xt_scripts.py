@@ -88,27 +88,32 @@ def test_given_the_seed_style_bot_then_its_jobs_orders_are_placed_filled_and_rep
 def assert_each_order_once_and_every_callback(
     stack: Stack, bot: Script, orders: int, unknown: int = 0
 ) -> None:
-    """The bot's jobs all answered (but `unknown` of them, whose outcome the gateway could
-    not know); each order at the broker once; every fill called back once; no
-    on_disconnected (a restart is not a disconnection)."""
+    """Every job answered once (but `unknown` of them, whose outcome the gateway could not
+    know): placed (order_id > 0, at the broker exactly once) or refused (-1, with its
+    on_order_error: a resend that reached the restarted gateway before its broker was
+    ready is refused, as miniQMT refuses orders while disconnected); every fill called
+    back once; no on_disconnected (a restart is not a disconnection)."""
     answered = orders - unknown
     bot.wait_line("jobs done", timeout=60)
     wait_for(lambda: len(printed(bot, "response")) >= answered, 60, "every response")
+    responses = printed(bot, "response")
+    sent = {int(s[1]) for s in printed(bot, "sent")}
+    assert len(sent) == orders and {int(r[0]) for r in responses} <= sent
+    assert len(responses) == answered, bot.output  # each answered once
+    placed_ids = sorted(int(r[1]) for r in responses if int(r[1]) > 0)
+    refused = [r for r in responses if int(r[1]) == -1]
+    assert len(placed_ids) + len(refused) == answered, bot.output
+    assert len(printed(bot, "order_error")) == len(refused), bot.output
+    # each placed order is at the broker exactly once, and nothing else of the bot is
     placed = bot_orders(stack)
-    # each job's order reached the broker exactly once
-    assert len(placed) == answered, placed
-    assert len({o.client_order_id for o in placed}) == answered
+    assert sorted(o.order_id for o in placed) == placed_ids, placed
+    assert len({o.client_order_id for o in placed}) == len(placed)
+    assert placed, bot.output
     trades: protocol.TradesReply = stack.call(protocol.QueryTrades())
     fills = {t.traded_id for t in trades.trades if t.strategy_name == "seedbot"}
     wait_for(lambda: {t[0] for t in printed(bot, "trade")} >= fills, 60, "every fill")
     seen = [t[0] for t in printed(bot, "trade")]
     assert sorted(seen) == sorted(fills), bot.output  # every fill called back, each once
-    responses = printed(bot, "response")
-    sent = {int(s[1]) for s in printed(bot, "sent")}
-    assert len(sent) == orders and {int(r[0]) for r in responses} <= sent
-    assert len(responses) == answered, bot.output  # each answered once
-    assert {int(r[1]) for r in responses} == {o.order_id for o in placed}
-    assert all(o.order_id > 0 for o in placed)
     if unknown:
         assert "outcome unknown" in bot.output  # said, not guessed
     assert "disconnected" not in bot.lines

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from qmtbus import protocol
 from qmtbus.client import Gateway
@@ -33,6 +33,19 @@ from qmtbus.errors import GatewayError
 from qmtbus.sansio import new_client_order_id
 from qmtbus.stream import EventStream
 from qmtbus.xt import objects
+from qmtbus.xt.requests import (  # noqa: F401 - xttrader.py builds them from here
+    CancelOrderStockReq,
+    NotCarriedReq,
+    OrderStockReq,
+    QueryAccountInfosReq,
+    QueryAccountStatusReq,
+    QueryStockAssetReq,
+    QueryStockOrdersReq,
+    QueryStockPositionsReq,
+    QueryStockTradesReq,
+    SubscribeReq,
+    UnsubscribeReq,
+)
 
 log = logging.getLogger("qmtbus.xt")
 
@@ -43,64 +56,13 @@ BUS = True  # tells qmtbus.xt.install that xttrader runs over this module
 NOT_CONNECTED = "not sent: this XtQuantTrader is not connected to a qmtbus gateway"
 
 
-# -- request structs -------------------------------------------------------------
-
-
-class _Req:
-    """A request struct: only its declared fields can be set, as on the compiled one."""
-
-    __slots__: tuple[str, ...] = ()
-    _defaults: ClassVar[dict[str, Any]] = {}
-
-    def __init__(self) -> None:
-        for name, value in self._defaults.items():
-            setattr(self, name, value)
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
-        return f"{type(self).__name__}({fields})"
-
-
-def _struct(name: str, **defaults: Any) -> type[_Req]:
-    fields = {"m_nAccountType": 0, "m_strAccountID": "", **defaults}
-    return type(name, (_Req,), {"__slots__": tuple(fields), "_defaults": fields})
-
-
-SubscribeReq = _struct("SubscribeReq")
-UnsubscribeReq = _struct("UnsubscribeReq")
-OrderStockReq = _struct(
-    "OrderStockReq",
-    m_strStockCode="",
-    m_nOrderType=0,
-    m_nOrderVolume=0,
-    m_nPriceType=0,
-    m_dPrice=0.0,
-    m_strStrategyName="",
-    m_strOrderRemark="",
-    m_strOrderRemarkNew="",
-    m_dOrderAmount=0.0,
-    m_strStockCode1="",
-    m_strAccountID1="",
-)
-CancelOrderStockReq = _struct(
-    "CancelOrderStockReq", m_nOrderID=-1, m_nMarket=-1, m_strMarket="", m_strOrderSysID=""
-)
-QueryStockAssetReq = _struct("QueryStockAssetReq")
-QueryStockOrdersReq = _struct("QueryStockOrdersReq", m_nOrderID=-1, m_bCanCancel=False)
-QueryStockTradesReq = _struct("QueryStockTradesReq")
-QueryStockPositionsReq = _struct("QueryStockPositionsReq", m_strStockCode="", m_strStockCode1="")
-QueryAccountStatusReq = _struct("QueryAccountStatusReq")
-QueryAccountInfosReq = _struct("QueryAccountInfosReq")
-
-
-class _NotCarried:
-    """Requests for what the bus does not carry: any field may be set; sending raises."""
+# -- request structs: xttrader.py reaches them as attributes of this module -----
 
 
 def __getattr__(name: str) -> Any:
     # xttrader.py names ~20 more request classes; each is a _NotCarried of its own name.
     if name.endswith(("Req", "Param")):
-        cls = type(name, (_NotCarried,), {})
+        cls = type(name, (NotCarriedReq,), {})
         globals()[name] = cls
         return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
