@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from qmtbus import protocol
-from tests.clients.xt_support import EXAMPLES, QMTBUS_XT_RUN, SIM, Script
+from tests.clients.xt_support import EXAMPLES, QMTBUS_XT_RUN, SIM, XT_RUN, Script
 from tests.support import Proc, Stack, start_gateway, wait_for, wait_ready
 
 
@@ -193,7 +193,8 @@ def test_given_the_gateway_crashing_at_a_boundary_of_an_order_then_the_script_lo
 def test_given_the_gateway_gone_for_good_then_the_script_gets_on_disconnected(
     stack: Stack, gateway: Proc
 ) -> None:
-    bot = Script(stack, BOT, CODE, "1", "0.1", MARKETABLE, env={"QMTBUS_XT_GONE_AFTER": "2"})
+    gone_after = (*XT_RUN, "--gone-after", "2")
+    bot = Script(stack, BOT, CODE, "1", "0.1", MARKETABLE, launcher=gone_after)
     try:
         bot.wait_line("jobs done")
         assert "disconnected" not in bot.lines
