@@ -4,6 +4,9 @@ gateway: connect and subscribe results, calls the bus does not carry, xtdata's t
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -264,3 +267,23 @@ def test_given_the_gateway_gone_and_back_then_a_bot_that_reconnects_trades_again
     finally:
         script.stop()
         gateway.stop()
+
+
+def test_given_no_such_script_or_a_failing_one_then_one_sentence_or_its_traceback(
+    stack: Stack, tmp_path: Path
+) -> None:
+    env = {**os.environ, "QMTBUS_CONFIG": str(stack.config_path)}
+    run = [sys.executable, "-m", "qmtbus", "xt", "run"]
+    missing = subprocess.run(
+        [*run, str(tmp_path / "nope.py")], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert missing.returncode == 2
+    assert missing.stderr == (
+        f"qmtbus xt: no script at {tmp_path / 'nope.py'}: give the path of a Python file\n"
+    )
+    failing = write(tmp_path, "raise ValueError('the strategy broke')\n")
+    broke = subprocess.run(
+        [*run, str(failing)], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert broke.returncode == 1
+    assert "Traceback" in broke.stderr and "ValueError: the strategy broke" in broke.stderr

@@ -44,11 +44,25 @@ def main(argv: Sequence[str] | None = None, config: str | None = None) -> int:
         return 2
     if args.gone_after is not None:
         os.environ[xt.GONE_AFTER_ENV] = str(args.gone_after)
+    if not os.path.isfile(args.script):
+        where = f"no script at {args.script}: give the path of a Python file"
+        print(f"qmtbus xt: {where}", file=sys.stderr)
+        return 2
     try:
-        xt.run(args.script, args.args, args.config or config)
-    except (ConfigError, FileNotFoundError) as err:
+        xt.install(args.config or config)
+    except ConfigError as err:
         print(f"qmtbus xt: {err}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as err:
+        if err.name != "xtquant":
+            raise
+        print(
+            "qmtbus xt: xtquant is not installed; install it with pip install 'qmtbus[xt]'",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        xt.run(args.script, args.args, args.config or config)
     except SystemExit as exit:
         return exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
     except Exception:  # the script's own error: its traceback, as `python script.py` shows it
