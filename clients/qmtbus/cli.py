@@ -75,6 +75,12 @@ def _recorder(config: Config) -> RecorderClient:
 # -- commands --------------------------------------------------------------
 
 
+def cmd_xt(args: argparse.Namespace, config: Config) -> int:
+    from qmtbus.xt.__main__ import main as xt_main
+
+    return xt_main(args.xt_args, config=args.config)
+
+
 def cmd_status(args: argparse.Namespace, config: Config) -> int:
     with _gateway(config) as gw:
         status = gw.status()
@@ -422,6 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--open", action="store_true", help="only orders that can still be cancelled"
     )
     add("trades", cmd_trades, "today's fills")
+    add("xt", cmd_xt, "run an unchanged xtquant script through the gateway").add_argument(
+        "xt_args", nargs=argparse.REMAINDER, help="run SCRIPT [ARGS...] (qmtbus xt run --help)"
+    )
     for side, order_type in (("buy", protocol.STOCK_BUY), ("sell", protocol.STOCK_SELL)):
         p = add(side, cmd_order, f"place a {side} order")
         p.set_defaults(order_type=order_type)
