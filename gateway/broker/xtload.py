@@ -7,41 +7,21 @@ the real file runs unchanged and its `from . import xtpythonclient` finds the
 stand-in, never the .pyd, even on Windows where the .pyd exists. One process
 holds one native module: asking for another once xttrader is loaded is refused.
 
-`import xtquant` runs an update check (an HTTP request with a 10 s timeout)
-when `requests` is importable. The package offers no switch, so it is imported
-once here with `requests` hidden (sys.modules["requests"] = None makes
-`import requests` raise ImportError, which xtquant's __init__ swallows); the
-previous entry is put back at once.
+xtquant itself is imported without its network update check
+(`qmtbus.xtimport`).
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-import threading
 from types import ModuleType
 
 from qmtbus.gateway.broker import BrokerUnavailable
+from qmtbus.xtimport import import_xtquant
+from qmtbus.xtimport import lock as _lock
 
 NATIVE = "xtquant.xtpythonclient"
-_lock = threading.Lock()
-
-
-def import_xtquant() -> ModuleType:
-    """The xtquant package, imported without its network update check."""
-    with _lock:
-        if "xtquant" in sys.modules:
-            return sys.modules["xtquant"]
-        missing = object()
-        saved = sys.modules.get("requests", missing)
-        sys.modules["requests"] = None  # type: ignore[assignment]
-        try:
-            return importlib.import_module("xtquant")
-        finally:
-            if saved is missing:
-                del sys.modules["requests"]
-            else:
-                sys.modules["requests"] = saved  # type: ignore[assignment]
 
 
 def load_xttrader(native: ModuleType | None) -> ModuleType:

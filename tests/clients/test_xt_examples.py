@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qmtbus.xt import import_xtquant
+from qmtbus.xtimport import import_xtquant
 from tests.clients.xt_support import EXAMPLES
 
 

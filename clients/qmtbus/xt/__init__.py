@@ -13,33 +13,14 @@ import importlib
 import os
 import runpy
 import sys
-import threading
 from collections.abc import Sequence
-from types import ModuleType
 
 from qmtbus.config import Config, config_path, load_config
+from qmtbus.xtimport import import_xtquant
+from qmtbus.xtimport import lock as _lock
 
 NATIVE = "xtquant.xtpythonclient"
 GONE_AFTER_ENV = "QMTBUS_XT_GONE_AFTER"
-_lock = threading.Lock()
-
-
-def import_xtquant() -> ModuleType:
-    """The xtquant package, imported without its network update check (it runs one, 10 s
-    timeout, when `requests` imports: hidden for the import, put back at once)."""
-    with _lock:
-        if "xtquant" in sys.modules:
-            return sys.modules["xtquant"]
-        missing = object()
-        saved = sys.modules.get("requests", missing)
-        sys.modules["requests"] = None  # type: ignore[assignment]
-        try:
-            return importlib.import_module("xtquant")
-        finally:
-            if saved is missing:
-                del sys.modules["requests"]
-            else:
-                sys.modules["requests"] = saved  # type: ignore[assignment]
 
 
 def install(config: Config | str | os.PathLike[str] | None = None) -> None:
