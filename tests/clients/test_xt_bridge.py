@@ -240,8 +240,12 @@ print("connected", flush=True)
 lost.wait()
 trader.stop()
 trader = session(1)
-order_id = trader.order_stock(acc, "600000.SH", xtconstant.STOCK_BUY, 100, xtconstant.FIX_PRICE,
-                              10.5, "again", "after")
+for _ in range(60):  # the gateway answers before its broker is ready: the bot tries again
+    order_id = trader.order_stock(acc, "600000.SH", xtconstant.STOCK_BUY, 100,
+                                  xtconstant.FIX_PRICE, 10.5, "again", "after")
+    if order_id > 0:
+        break
+    time.sleep(0.5)
 print("reconnected, order", order_id, flush=True)
 trader.stop()
 """
