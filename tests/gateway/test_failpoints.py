@@ -59,7 +59,10 @@ def test_given_an_unknown_failpoint_then_the_gateway_says_so_in_one_sentence(sta
 
 
 def _crashed_at(proc: Proc, name: str) -> None:
-    wait_for(lambda: not proc.alive(), 20, f"the gateway to crash at {name}")
+    try:
+        wait_for(lambda: not proc.alive(), 20, f"the gateway to crash at {name}")
+    finally:
+        proc.kill()  # a gateway that did not crash must not outlive the test
     assert f"failpoint {name}: crashing" in proc.log()
 
 

@@ -33,7 +33,7 @@ from qmtbus.errors import GatewayError
 from qmtbus.sansio import new_client_order_id
 from qmtbus.stream import EventStream
 from qmtbus.xt import objects
-from qmtbus.xt.requests import (  # noqa: F401 - xttrader.py builds them from here
+from qmtbus.xtrequests import (  # noqa: F401 - xttrader.py builds them from here
     CancelOrderStockReq,
     NotCarriedReq,
     OrderStockReq,

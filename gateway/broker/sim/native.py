@@ -23,10 +23,22 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from qmtbus.gateway.broker.sim import objects as xt
 from qmtbus.gateway.broker.sim import terminal as terminals
+from qmtbus.xtrequests import (  # noqa: F401 - xttrader.py builds them from here
+    CancelOrderStockReq,
+    OrderStockReq,
+    QueryAccountInfosReq,
+    QueryAccountStatusReq,
+    QueryStockAssetReq,
+    QueryStockOrdersReq,
+    QueryStockPositionsReq,
+    QueryStockTradesReq,
+    SubscribeReq,
+    UnsubscribeReq,
+)
 
 if TYPE_CHECKING:
     from qmtbus.gateway.broker.sim.book import Book
@@ -38,53 +50,6 @@ SIMULATED = True
 
 
 # -- request structs -------------------------------------------------------------
-
-
-class _Req:
-    """A request struct: only its declared fields can be set, as on the compiled one."""
-
-    __slots__: tuple[str, ...] = ()
-    _defaults: ClassVar[dict[str, Any]] = {}
-
-    def __init__(self) -> None:
-        for name, value in self._defaults.items():
-            setattr(self, name, value)
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
-        return f"{type(self).__name__}({fields})"
-
-
-def _struct(name: str, **defaults: Any) -> type[_Req]:
-    fields = {"m_nAccountType": 0, "m_strAccountID": "", **defaults}
-    return type(name, (_Req,), {"__slots__": tuple(fields), "_defaults": fields})
-
-
-SubscribeReq = _struct("SubscribeReq")
-UnsubscribeReq = _struct("UnsubscribeReq")
-OrderStockReq = _struct(
-    "OrderStockReq",
-    m_strStockCode="",
-    m_nOrderType=0,
-    m_nOrderVolume=0,
-    m_nPriceType=0,
-    m_dPrice=0.0,
-    m_strStrategyName="",
-    m_strOrderRemark="",
-    m_strOrderRemarkNew="",
-    m_dOrderAmount=0.0,
-    m_strStockCode1="",
-    m_strAccountID1="",
-)
-CancelOrderStockReq = _struct(
-    "CancelOrderStockReq", m_nOrderID=-1, m_nMarket=-1, m_strMarket="", m_strOrderSysID=""
-)
-QueryStockAssetReq = _struct("QueryStockAssetReq")
-QueryStockOrdersReq = _struct("QueryStockOrdersReq", m_nOrderID=-1, m_bCanCancel=False)
-QueryStockTradesReq = _struct("QueryStockTradesReq")
-QueryStockPositionsReq = _struct("QueryStockPositionsReq", m_strStockCode="", m_strStockCode1="")
-QueryAccountStatusReq = _struct("QueryAccountStatusReq")
-QueryAccountInfosReq = _struct("QueryAccountInfosReq")
 
 
 class _NotServed:

@@ -1,5 +1,8 @@
 """The request structs xttrader.py fills (`<Name>Req` with m_str…/m_n…/m_d… fields), as the
 compiled `xtquant.xtpythonclient` declares them: only declared fields can be set.
+
+One definition for both stand-ins of the native module: the simulator's
+(qmtbus.gateway.broker.sim.native) and the bus bridge's (qmtbus.xt.native).
 """
 
 from __future__ import annotations
