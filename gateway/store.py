@@ -158,42 +158,12 @@ class Ledger:
             if rec is not None:
                 self._illegal(rec, outcome, "a second intent for the same client_order_id")
                 return
-            rec = ClientOrder(
-                ev.trading_day,
-                ev.client_order_id,
-                outcome,
-                ev.order_id,
-                ev.stock_code,
-                ev.order_type,
-                ev.order_volume,
-                ev.price_type,
-                ev.price,
-                ev.strategy_name,
-                ev.error_msg,
-                ev.ts,
-                ev.notional,
-            )
-            self.client_orders[rec.client_order_id] = rec
+            self._enter(ev, outcome)
             return
         if rec is None:
             # An order the broker knows by its remark whose intent the journal lacks
             # (the data folder was lost): it enters the ledger with its outcome.
-            rec = ClientOrder(
-                ev.trading_day,
-                ev.client_order_id,
-                outcome,
-                ev.order_id,
-                ev.stock_code,
-                ev.order_type,
-                ev.order_volume,
-                ev.price_type,
-                ev.price,
-                ev.strategy_name,
-                ev.error_msg,
-                ev.ts,
-                ev.notional,
-            )
-            self.client_orders[rec.client_order_id] = rec
+            rec = self._enter(ev, outcome)
         elif not can_move(rec.state, outcome):
             self._illegal(rec, outcome, "not in the transition table")
             return
@@ -203,6 +173,25 @@ class Ledger:
         rec.error_msg = ev.error_msg  # an outcome's own words; accepted clears "unknown"'s
         if rec.order_id > 0:
             self.by_order_id[rec.order_id] = rec
+
+    def _enter(self, ev: p.ClientOrderEvent, outcome: Outcome) -> ClientOrder:
+        rec = ClientOrder(
+            ev.trading_day,
+            ev.client_order_id,
+            outcome,
+            ev.order_id,
+            ev.stock_code,
+            ev.order_type,
+            ev.order_volume,
+            ev.price_type,
+            ev.price,
+            ev.strategy_name,
+            ev.error_msg,
+            ev.ts,
+            ev.notional,
+        )
+        self.client_orders[rec.client_order_id] = rec
+        return rec
 
     def _illegal(self, rec: ClientOrder, outcome: Outcome, why: str) -> None:
         self.illegal += 1
