@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 
 from qmtbus import protocol
+from qmtbus.sansio import check_stock_code
 
-_CODE = re.compile(r"^[0-9]{6}\.(SH|SZ|BJ)$")
 _EPOCH = re.compile(r"^[\x21-\x7e]{1,64}$")
 PRICE_TYPES = {
     protocol.FIX_PRICE: "limit",
@@ -20,19 +20,8 @@ PRICE_TYPES = {
 # `--price` also takes a level of the live quote: last, bid1..bid5, ask1..ask5.
 QUOTE_LEVEL = re.compile(r"^(last|bid[1-5]|ask[1-5])$")
 
-
-def stock_code(text: str) -> str:
-    """`600000.sh` → `600000.SH`; anything that is not six digits and SH/SZ/BJ is refused."""
-    code = text.strip().upper()
-    if _CODE.match(code):
-        return code
-    hint = ""
-    if code.isdigit() and len(code) == 6:
-        hint = f" — add the exchange: {code}.SH (Shanghai), {code}.SZ (Shenzhen) or {code}.BJ"
-    raise ValueError(
-        f"{text!r} is not a stock code: stock codes look like 600000.SH "
-        f"(six digits, a dot, then SH, SZ or BJ){hint}"
-    )
+# `600000.sh` → `600000.SH`, or ValueError naming the rule (the library checks the same)
+stock_code = check_stock_code
 
 
 def volume(text: str) -> int:

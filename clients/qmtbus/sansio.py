@@ -4,6 +4,7 @@ commands are retried, reply checks and the one-sentence error after the last try
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -167,6 +168,23 @@ def decode_or_raise(decode: Callable[[bytes], Any], raw: bytes) -> Any:
         ) from None
 
 
+_CODE = re.compile(r"^[0-9]{6}\.(SH|SZ|BJ)$")
+
+
+def check_stock_code(text: str) -> str:
+    """`600000.sh` → `600000.SH`; anything that is not six digits and SH/SZ/BJ is refused."""
+    code = text.strip().upper()
+    if _CODE.match(code):
+        return code
+    hint = ""
+    if code.isdigit() and len(code) == 6:
+        hint = f" — add the exchange: {code}.SH (Shanghai), {code}.SZ (Shenzhen) or {code}.BJ"
+    raise ValueError(
+        f"{text!r} is not a stock code: stock codes look like 600000.SH "
+        f"(six digits, a dot, then SH, SZ or BJ){hint}"
+    )
+
+
 def order_command(
     stock_code: str,
     order_type: int,
@@ -178,7 +196,7 @@ def order_command(
 ) -> protocol.PlaceOrder:
     return protocol.PlaceOrder(
         client_order_id=client_order_id or new_client_order_id(),
-        stock_code=stock_code,
+        stock_code=check_stock_code(stock_code),  # ValueError names the rule
         order_type=order_type,  # type: ignore[arg-type]  # checked by the gateway
         order_volume=order_volume,
         price_type=price_type,  # type: ignore[arg-type]  # checked by the gateway

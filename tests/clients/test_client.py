@@ -265,3 +265,14 @@ def test_given_closed_client_then_requests_are_refused(gw: Gateway) -> None:
     gw.close()
     with pytest.raises(RuntimeError, match="closed"):
         gw.ping()
+
+
+def test_given_a_lower_case_or_bad_code_then_the_library_normalises_or_names_the_rule() -> None:
+    from qmtbus.sansio import order_command
+
+    command = order_command(
+        "600000.sh ", protocol.STOCK_BUY, 100, 10.0, protocol.FIX_PRICE, "", None
+    )
+    assert command.stock_code == "600000.SH"
+    with pytest.raises(ValueError, match=r"stock codes look like 600000\.SH"):
+        order_command("60000.SH", protocol.STOCK_BUY, 100, 10.0, protocol.FIX_PRICE, "", None)
