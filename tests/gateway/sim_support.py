@@ -155,6 +155,7 @@ class Sim:
     def session(self, subscribe: bool = True) -> tuple[Any, Recorder]:
         """A trader connected (and subscribed) the way the gateway does it."""
         recorder = Recorder()
+        _ensure_main_thread_loop()  # xttrader's constructor asks for the thread's loop
         trader = self.broker.new_trader(self.broker.new_session_id())
         trader.register_callback(recorder)
         trader.start()
@@ -207,6 +208,18 @@ def open_sim(data_dir: Path, clock: Clock | None = None, **sim: Any) -> Iterator
 
 # Main-thread event loops kept for the whole test session (see main_thread_loop).
 _KEPT_LOOPS: list[asyncio.AbstractEventLoop] = []
+
+
+def _ensure_main_thread_loop() -> None:
+    """On the main thread, give it a loop (one kept for the session) when it has none: an
+    earlier test's asyncio.run() leaves it without one, and XtQuantTrader() then raises."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    policy = asyncio.get_event_loop_policy()
+    if getattr(getattr(policy, "_local", None), "_loop", None) is None:
+        if not _KEPT_LOOPS:
+            _KEPT_LOOPS.append(asyncio.new_event_loop())
+        asyncio.set_event_loop(_KEPT_LOOPS[0])
 
 
 @contextmanager

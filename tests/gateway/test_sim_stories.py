@@ -13,32 +13,44 @@ from tests.gateway.conftest import CODE, order, price, start_listened
 from tests.support import Proc, Stack, Subscriber, wait_for
 
 
-def _cli_buy_99(stack: Stack) -> subprocess.CompletedProcess[str]:
+def _cli_buy(stack: Stack, price_type: int) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "qmtbus.cli", "--config", str(stack.config_path),
-         "buy", CODE, "100", "--price", str(price()), "--price-type", "99"],
+         "buy", CODE, "100", "--price", str(price()), "--price-type", str(price_type)],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
 
 
-def _buy_99(client_order_id: str) -> p.PlaceOrder:
+def _order_with(client_order_id: str, price_type: int) -> p.PlaceOrder:
     return p.PlaceOrder(
         client_order_id=client_order_id, stock_code=CODE, order_type=p.STOCK_BUY,
-        order_volume=100, price_type=99, price=price(),
+        order_volume=100, price_type=price_type, price=price(),
     )  # fmt: skip
 
 
-def test_given_price_type_99_then_the_risk_gate_refuses_it_and_the_cli_exits_non_zero(
+def test_given_price_type_99_then_it_is_refused_at_the_edge_and_the_cli_exits_non_zero(
     stack: Stack, gateway: Proc
 ) -> None:
-    reply = stack.call(_buy_99("pt99-gate"))
+    # The issue's own example: 99 is no xtquant price type, so it never gets past the decoder.
+    reply = stack.call(_order_with("pt99-edge", 99))
+    assert isinstance(reply, p.ErrorReply) and reply.code == p.BAD_REQUEST, reply
+    assert "`$.price_type`" in reply.message
+    done = _cli_buy(stack, 99)
+    assert done.returncode != 0, (done.stdout, done.stderr)
+    assert "accepted" not in done.stdout and "price" in done.stderr
+
+
+def test_given_a_sz_market_type_on_sh_then_the_risk_gate_refuses_it_naming_the_rule(
+    stack: Stack, gateway: Proc
+) -> None:
+    reply = stack.call(_order_with("pt46-gate", 46))
     assert isinstance(reply, p.ErrorReply) and reply.rule == "price_type", reply
-    done = _cli_buy_99(stack)
+    done = _cli_buy(stack, 46)
     assert done.returncode == 1, (done.stdout, done.stderr)
-    assert "accepted" not in done.stdout and "price_type 99" in done.stderr
+    assert "accepted" not in done.stdout and "price_type 46" in done.stderr
 
 
-def test_given_price_type_99_past_the_gate_then_the_first_reply_is_the_brokers_rejection(
+def test_given_a_wrong_price_type_past_the_gate_then_the_first_reply_is_the_brokers_rejection(
     stack: Stack, events: Subscriber
 ) -> None:
     # With the gate off the order reaches the terminal, which gives the junk order an id and
@@ -46,14 +58,14 @@ def test_given_price_type_99_past_the_gate_then_the_first_reply_is_the_brokers_r
     stack.write_config(risk={"enabled": False})
     proc = start_listened(stack, events)
     try:
-        ack = stack.call(_buy_99("pt99-broker"))
+        ack = stack.call(_order_with("pt46-broker", 46))
         assert isinstance(ack, p.OrderAck), ack
         assert (ack.status, ack.duplicate) == ("rejected", False)
-        assert ack.error_msg == "price_type 99 is not taken on SH (use one of 5, 11, 42, 43)"
-        done = _cli_buy_99(stack)
+        assert ack.error_msg == "price_type 46 is not taken on SH (use one of 5, 11, 42, 43)"
+        done = _cli_buy(stack, 46)
         assert done.returncode == 1, (done.stdout, done.stderr)
         assert "accepted" not in done.stdout
-        assert "the broker rejected order" in done.stderr and "price_type 99" in done.stderr
+        assert "the broker rejected order" in done.stderr and "price_type 46" in done.stderr
     finally:
         proc.stop()
 
