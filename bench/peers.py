@@ -6,6 +6,9 @@ JSON line; it exits when stdin closes. Kinds:
 
 - `echo ADDRESS` — bare pyzmq REP + msgspec: decodes the `order` command, answers
   an `order_ack` (the same messages, so the same sizes, as the gateway's).
+- `hop ADDRESS` — bare pyzmq REP + msgspec: decodes the `order` command and answers
+  the wall clock (time.time_ns, 8 bytes) at which it had it: one one-way hop, the
+  floor of the gateway's intake (client send → broker call).
 - `pub ADDRESS HWM` — bare pyzmq PUB publishing msgspec `note` events shaped like
   the gateway's; command `{"rate": R, "seconds": S}` (rate 0: as fast as it can).
 - `vnpy REP_ADDRESS PUB_ADDRESS` — vnpy.rpc's RpcServer with an `order(req)`
@@ -108,6 +111,27 @@ def run_echo(address: str) -> None:
             order_id += 1
             ack = protocol.OrderAck(client_order_id=cmd.client_order_id, order_id=order_id)
             rep.send(encode(ack))
+        if sys.stdin.fileno() in ready and not sys.stdin.readline():
+            break
+    rep.close(0)
+    ctx.term()
+
+
+def run_hop(address: str) -> None:
+    ctx = zmq.Context()
+    rep = ctx.socket(zmq.REP)
+    rep.setsockopt(zmq.LINGER, 0)
+    rep.bind(address)
+    decode = protocol.command_msgpack_decoder.decode
+    poller = zmq.Poller()
+    poller.register(rep, zmq.POLLIN)
+    poller.register(sys.stdin.fileno(), zmq.POLLIN)
+    say(ready=True)
+    while True:
+        ready = dict(poller.poll())
+        if rep in ready:
+            decode(rep.recv())
+            rep.send(time.time_ns().to_bytes(8, "little"))
         if sys.stdin.fileno() in ready and not sys.stdin.readline():
             break
     rep.close(0)
@@ -246,6 +270,8 @@ def main(argv: list[str]) -> None:
     kind, args = argv[0], argv[1:]
     if kind == "echo":
         run_echo(args[0])
+    elif kind == "hop":
+        run_hop(args[0])
     elif kind == "pub":
         run_pub(args[0], int(args[1]))
     elif kind == "vnpy":

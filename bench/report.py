@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.common import Figure, Figures
+from bench.common import ROOT, Figure, Figures
 from bench.fanout import Result as FanoutResult
 from bench.fanout import Settings as FanoutSettings
 from bench.ingest import Result as IngestResult
@@ -63,13 +63,24 @@ def verdicts(run: Run) -> list[Verdict]:
     if rt is not None:
         f = rt.figures
         gw, echo = f.get_figure("gateway.p50").median, f.get_figure("echo.p50").median
+        if "stage.intake.p50" in f and "hop.p50" in f:
+            intake, hop = f.get_figure("stage.intake.p50").median, f["hop.p50"].median
+            ratio = _ratio(intake, hop)
+            out.append(
+                Verdict(
+                    "order intake (client send → broker call) p50 ≤ 2x a bare one-way hop",
+                    f"{intake:,.0f} µs vs hop {hop:,.0f} µs = {ratio:.1f}x",
+                    ratio <= 2,
+                    "" if ratio <= 2 else f"{ratio / 2:.1f}x over ({intake - 2 * hop:,.0f} µs)",
+                )
+            )
         ratio = _ratio(gw, echo)
         out.append(
             Verdict(
-                "order round trip p50 within 1.5x of the bare echo",
+                "order round trip p50 ≤ 3x the bare echo",
                 f"{gw:,.0f} µs vs echo {echo:,.0f} µs = {ratio:.1f}x",
-                ratio <= 1.5,
-                "" if ratio <= 1.5 else f"{ratio / 1.5:.1f}x over ({gw - 1.5 * echo:,.0f} µs)",
+                ratio <= 3,
+                "" if ratio <= 3 else f"{ratio / 3:.1f}x over ({gw - 3 * echo:,.0f} µs)",
             )
         )
         if "vnpy" in rt.systems:
@@ -98,10 +109,26 @@ def verdicts(run: Run) -> list[Verdict]:
         best, at = _zero_loss_max(fo, "gateway")
         out.append(
             Verdict(
-                "fan-out ≥ 100,000 events/s to one subscriber, zero loss",
+                "broker events ≥ 150,000/s to a subscriber, zero loss",
+                "not measured: the bench drives `note` commands only (the line below); "
+                "events made on the broker side need the simulator's push path (issue 19)",
+                None,
+            )
+        )
+        out.append(
+            Verdict(
+                "`note` events to one subscriber, zero loss (own line, against 150,000/s)",
                 f"{best:,.0f} events/s with zero loss ({at})",
-                best >= 100_000,
-                "" if best >= 100_000 else f"{100_000 / best:.1f}x short" if best else "no data",
+                best >= 150_000,
+                "" if best >= 150_000 else f"{150_000 / best:.1f}x short" if best else "no data",
+            )
+        )
+    if rt is not None:
+        out.append(
+            Verdict(
+                "order p99 under 2 ms with three subscribers and 10k ticks/s",
+                "not measured: no under-load scenario in bench/ yet",
+                None,
             )
         )
     ing = run.ingest
@@ -187,7 +214,7 @@ def render(run: Run) -> str:
     if run.failures:
         w("**Scenarios that failed in this run:** " + "; ".join(run.failures))
         w("")
-    w("## Targets (issue 9)")
+    w("## Targets (issue 20)")
     w("")
     w("| target | measured | verdict | gap |")
     w("|---|---|---|---|")
@@ -195,6 +222,10 @@ def render(run: Run) -> str:
         verdict = "not measured" if v.met is None else ("**met**" if v.met else "**missed**")
         w(f"| {v.target} | {v.measured} | {verdict} | {v.gap or '—'} |")
     w("")
+    changes = ROOT / "bench" / "CHANGES.md"
+    if changes.exists():  # hand-written: each change of the order path, before and after
+        w(changes.read_text().rstrip())
+        w("")
     _why(run, w)
     _roundtrip(run, w)
     _fanout(run, w)
@@ -247,25 +278,24 @@ def _why(run: Run, w: Any) -> None:
         line += (
             "). The order's extra time is the work behind it: "
             f"{f.get_figure('stage.intake.p50').median:,.0f} µs from send to the simulator "
-            "(the I/O thread's decode, risk gate and store write, then the hand-over to the "
-            "broker thread), "
+            "(the I/O thread's decode and risk gate, the intent journaled, then the hand-over "
+            "to the broker thread), "
             f"{f.get_figure('stage.broker.p50').median:,.0f} µs from the simulator back to the "
             "I/O thread (simulator book + its own write, three pushes through the push "
             f"thread, the wake-up pipe), {f.get_figure('stage.reply.p50').median:,.0f} µs to "
-            "journal and publish three events, commit the store and reply. (The per-order "
-            "risk-state save, once ~250 µs with a temp file and rename, is now rewritten in "
-            "place"
+            "journal and publish the events and reply. (The per-order risk-state save is "
+            "gone: risk-state.json holds only the kill switch"
         )
         if orders is not None:
             line += (
-                f": {_share(orders, 'RiskGate.record'):.0%} of the gateway's GIL time under "
-                "order load"
+                f"; `RiskGate.record` takes {_share(orders, 'RiskGate.record'):.0%} of the "
+                "gateway's GIL time under order load"
             )
         line += ".)"
         line += (
             " The cost is three thread hand-overs per order (I/O → broker → push → I/O, "
-            "each a wake-up and a GIL hand-over) and the durability writes (SQLite commit, "
-            "journal write, simulator book write), which a bare echo does not do; p99 is "
+            "each a wake-up and a GIL hand-over) and the durability writes (the journal, "
+            "the simulator's own book), which a bare echo does not do; p99 is "
             "those hand-overs meeting other threads and processes on 2 busy cores."
         )
         w(line)
@@ -339,8 +369,9 @@ def _roundtrip(run: Run, w: Any) -> None:
     w("| system | p50 µs | p99 µs | max µs | request / reply bytes | round trips |")
     w("|---|---|---|---|---|---|")
     names = {"echo": "bare pyzmq + msgspec echo", "vnpy": "vnpy.rpc call"}
+    names |= {"hop": "bare one-way hop (client send → server decoded; wall clock)"}
     names |= {"gateway": "**qmtbus order → order_ack**", "ping": "qmtbus ping"}
-    for key in ["echo", "vnpy", "gateway", "ping"]:
+    for key in ["echo", "hop", "vnpy", "gateway", "ping"]:
         if f"{key}.p50" not in f:
             continue
         size = rt.sizes.get(key) or rt.sizes.get("gateway", (0, 0))
@@ -363,10 +394,11 @@ def _roundtrip(run: Run, w: Any) -> None:
         for name, text in (
             (
                 "intake",
-                "client send → I/O thread (decode, risk gate, store) → broker thread → simulator",
+                "client send → I/O thread (decode, risk gate, intent journaled) → broker "
+                "thread → simulator",
             ),
             ("broker", "simulator → push thread callback → I/O thread takes the response"),
-            ("reply", "events journaled + published, store commit, ack sent → client decoded"),
+            ("reply", "events journaled + published, ack sent → client decoded"),
         ):
             w(
                 f"| {text} | {_f(f.get_figure(f'stage.{name}.p50'))} | "
