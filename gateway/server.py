@@ -104,6 +104,7 @@ class Server:
         self.stopping = False
 
         self._inbox: collections.deque[Item] = collections.deque()
+        self._wake_sent = False  # a wake-up is on its way to the I/O loop
         # Wake-ups from other threads: a socket pair, not os.pipe(): zmq_poll on Windows
         # polls sockets only, and os.set_blocking() on a pipe needs Python 3.12 there.
         self._wake_r, self._wake_w = socket.socketpair()
@@ -194,8 +195,14 @@ class Server:
 
     # -- hand-over from other threads (thread-safe) ----------------------------------
     def post(self, item: Item) -> None:
+        """One wake-up per batch: a poster that finds a wake-up already on its way leaves
+        the item for the turn it will start. The I/O thread lowers the flag before it
+        empties the inbox, so an item appended after that sees the flag down and wakes
+        it again (the GIL makes each step atomic)."""
         self._inbox.append(item)
-        self.post_wake()
+        if not self._wake_sent:
+            self._wake_sent = True
+            self.post_wake()
 
     def post_wake(self) -> None:
         # A full buffer already holds wake-ups: the loop will look. A closed socket
@@ -336,6 +343,7 @@ class Server:
             self.quotes.publish()
 
     def _take_items(self) -> None:
+        self._wake_sent = False  # before emptying the inbox: see post()
         inbox = self._inbox
         while inbox:
             item = inbox.popleft()
