@@ -1,7 +1,8 @@
 """`python -m bench [--quick]`: run every scenario and write bench/RESULTS.md.
 
-Scenarios: roundtrip (order round trip vs bare echo vs vnpy.rpc), fanout (event
-fan-out vs bare PUB/SUB vs vnpy.rpc publish), recorder (ingest and publish ->
+Scenarios: roundtrip (order round trip and intake vs bare echo, bare one-way hop
+and vnpy.rpc), fanout (note fan-out vs bare PUB/SUB vs vnpy.rpc publish), brokerfan
+(a burst of fills made by the simulator, to one subscriber), recorder (ingest and publish ->
 queryable), memory (RSS idle and under load; start -> ready), profile (py-spy on
 the gateway under load), whatif (proposed gateway changes, measured).
 The full run takes about 7 minutes on 2 cores; --quick about one.
@@ -18,16 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import fanout, ingest, memory, profile, report, roundtrip, whatif
+from bench import broker_fanout, fanout, ingest, memory, profile, report, roundtrip, whatif
 from bench.common import ROOT, load_average, machine
 
-SCENARIOS = ("roundtrip", "fanout", "recorder", "memory", "profile", "whatif")
+SCENARIOS = ("roundtrip", "fanout", "brokerfan", "recorder", "memory", "profile", "whatif")
 
 
 @dataclass
 class Plan:
     roundtrip: roundtrip.Settings
     fanout: fanout.Settings
+    brokerfan: broker_fanout.Settings
     recorder: ingest.Settings
     memory: memory.Settings
     whatif: whatif.Settings
@@ -39,6 +41,7 @@ def plan(quick: bool, runs: int | None) -> Plan:
         p = Plan(
             roundtrip.Settings(runs=1, orders=200, warmup=50),
             fanout.Settings(runs=1, rates=(10_000, 0), seconds=0.3),
+            broker_fanout.Settings(runs=1, orders=1000),
             ingest.Settings(runs=1, direct_events=20_000, gateway_events=5_000),
             memory.Settings(runs=1, orders=200, note_seconds=0.5, settle=0.5, starts=2),
             whatif.Settings(runs=1, orders=200, warmup=50, note_seconds=0.5),
@@ -48,13 +51,14 @@ def plan(quick: bool, runs: int | None) -> Plan:
         p = Plan(
             roundtrip.Settings(),
             fanout.Settings(),
+            broker_fanout.Settings(),
             ingest.Settings(),
             memory.Settings(),
             whatif.Settings(),
             profile_seconds=6.0,
         )
     if runs:
-        for s in (p.roundtrip, p.fanout, p.recorder, p.memory, p.whatif):
+        for s in (p.roundtrip, p.fanout, p.brokerfan, p.recorder, p.memory, p.whatif):
             s.runs = runs
     return p
 
@@ -100,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         run.fanout_settings = s.fanout
         run.fanout = guarded("fan-out", lambda: fanout.run(s.fanout, log))
         run.loads["fan-out"] = (load, load_average())
+    if "brokerfan" in args.only:
+        log("2b. broker-made events to one subscriber")
+        load = load_average()
+        run.brokerfan_settings = s.brokerfan
+        run.brokerfan = guarded("broker fan-out", lambda: broker_fanout.run(s.brokerfan, log))
+        run.loads["broker fan-out"] = (load, load_average())
     if "recorder" in args.only:
         log("3. recorder ingest")
         load = load_average()
