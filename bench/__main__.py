@@ -1,10 +1,12 @@
 """`python -m bench [--quick]`: run every scenario and write bench/RESULTS.md.
 
-Scenarios: roundtrip (order round trip and intake vs bare echo, bare one-way hop
-and vnpy.rpc), fanout (note fan-out vs bare PUB/SUB vs vnpy.rpc publish), brokerfan
-(a burst of fills made by the simulator, to one subscriber), recorder (ingest and publish ->
-queryable), memory (RSS idle and under load; start -> ready), profile (py-spy on
-the gateway under load), whatif (proposed gateway changes, measured).
+Scenarios: roundtrip (order round trip and intake vs bare echo, bare one-way
+hop and vnpy.rpc), underload (order round trip with three event readers and
+10,000 ticks/s), fanout (note fan-out vs bare PUB/SUB vs vnpy.rpc publish),
+brokerfan (a burst of fills made by the simulator, to one subscriber), recorder
+(ingest and publish -> queryable), memory (RSS idle and under load; start ->
+ready), profile (py-spy on the gateway under load), whatif (proposed gateway
+changes, measured).
 The full run takes about 7 minutes on 2 cores; --quick about one.
 """
 
@@ -19,15 +21,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import broker_fanout, fanout, ingest, memory, profile, report, roundtrip, whatif
+from bench import (
+    broker_fanout,
+    fanout,
+    ingest,
+    memory,
+    profile,
+    report,
+    roundtrip,
+    underload,
+    whatif,
+)
 from bench.common import ROOT, load_average, machine
 
-SCENARIOS = ("roundtrip", "fanout", "brokerfan", "recorder", "memory", "profile", "whatif")
+SCENARIOS = (
+    "roundtrip",
+    "underload",
+    "fanout",
+    "brokerfan",
+    "recorder",
+    "memory",
+    "profile",
+    "whatif",
+)
 
 
 @dataclass
 class Plan:
     roundtrip: roundtrip.Settings
+    underload: underload.Settings
     fanout: fanout.Settings
     brokerfan: broker_fanout.Settings
     recorder: ingest.Settings
@@ -40,6 +62,7 @@ def plan(quick: bool, runs: int | None) -> Plan:
     if quick:
         p = Plan(
             roundtrip.Settings(runs=1, orders=200, warmup=50),
+            underload.Settings(runs=1, orders=300, warmup=50),
             fanout.Settings(runs=1, rates=(10_000, 0), seconds=0.3),
             broker_fanout.Settings(runs=1, orders=1000),
             ingest.Settings(runs=1, direct_events=20_000, gateway_events=5_000),
@@ -50,6 +73,7 @@ def plan(quick: bool, runs: int | None) -> Plan:
     else:
         p = Plan(
             roundtrip.Settings(),
+            underload.Settings(),
             fanout.Settings(),
             broker_fanout.Settings(),
             ingest.Settings(),
@@ -58,7 +82,7 @@ def plan(quick: bool, runs: int | None) -> Plan:
             profile_seconds=6.0,
         )
     if runs:
-        for s in (p.roundtrip, p.fanout, p.brokerfan, p.recorder, p.memory, p.whatif):
+        for s in (p.roundtrip, p.underload, p.fanout, p.brokerfan, p.recorder, p.memory, p.whatif):
             s.runs = runs
     return p
 
@@ -98,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
         run.roundtrip_settings = s.roundtrip
         run.roundtrip = guarded("round trip", lambda: roundtrip.run(s.roundtrip, log))
         run.loads["round trip"] = (load, load_average())
+    if "underload" in args.only:
+        log("1b. order round trip under load")
+        load = load_average()
+        run.underload_settings = s.underload
+        run.underload = guarded("under load", lambda: underload.run(s.underload, log))
+        run.loads["under load"] = (load, load_average())
     if "fanout" in args.only:
         log("2. event fan-out")
         load = load_average()

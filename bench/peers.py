@@ -14,6 +14,9 @@ JSON line; it exits when stdin closes. Kinds:
 - `vnpy REP_ADDRESS PUB_ADDRESS` — vnpy.rpc's RpcServer with an `order(req)`
   function returning an ack dict, and `RpcServer.publish` for the same publish
   command as `pub`.
+- `readers EVENTS_ADDRESS QUOTES_ADDRESS N` — N SUB sockets reading every event and
+  one reading every tick, as fast as they come; any line on stdin answers what they
+  read (events per reader, ticks, seconds since the first tick) and stops.
 - `notes COMMANDS_ADDRESS CLIENTS WINDOW` — drives a real gateway's `note` command
   from CLIENTS pipelined DEALER sockets (WINDOW requests in flight each), paced
   to the same `{"rate", "seconds"}` command; answers the seqs the gateway gave.
@@ -204,6 +207,50 @@ def run_vnpy(rep_address: str, pub_address: str) -> None:
     server.join()
 
 
+# -- readers: event subscribers and a tick subscriber ----------------------------------
+
+
+def run_readers(events_address: str, quotes_address: str, n: int) -> None:
+    ctx = zmq.Context()
+    poller = zmq.Poller()
+    readers = []
+    for _ in range(n):
+        sock = ctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.RCVHWM, 100_000)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        sock.connect(events_address)
+        poller.register(sock, zmq.POLLIN)
+        readers.append(sock)
+    ticks = ctx.socket(zmq.SUB)
+    ticks.setsockopt(zmq.LINGER, 0)
+    ticks.setsockopt(zmq.SUBSCRIBE, b"tick.")
+    ticks.connect(quotes_address)
+    poller.register(ticks, zmq.POLLIN)
+    poller.register(sys.stdin.fileno(), zmq.POLLIN)
+    counts = dict.fromkeys(readers, 0)
+    ticks_read, first_tick = 0, 0.0
+    say(ready=True)
+    while True:
+        ready = dict(poller.poll())
+        for sock in readers:
+            if sock in ready:
+                sock.recv_multipart()
+                counts[sock] += 1
+        if ticks in ready:
+            ticks.recv_multipart()
+            ticks_read += 1
+            first_tick = first_tick or time.perf_counter()
+        if sys.stdin.fileno() in ready:
+            sys.stdin.readline()
+            seconds = time.perf_counter() - first_tick if first_tick else 0.0
+            say(events=list(counts.values()), ticks=ticks_read, seconds=seconds)
+            break
+    for sock in [*readers, ticks]:
+        sock.close(0)
+    ctx.term()
+
+
 # -- note driver for a real gateway --------------------------------------------------------
 
 
@@ -276,6 +323,8 @@ def main(argv: list[str]) -> None:
         run_pub(args[0], int(args[1]))
     elif kind == "vnpy":
         run_vnpy(args[0], args[1])
+    elif kind == "readers":
+        run_readers(args[0], args[1], int(args[2]))
     elif kind == "notes":
         run_notes(args[0], int(args[1]), int(args[2]))
     else:
