@@ -282,7 +282,6 @@ def _why(run: Run, w: Any) -> None:
     orders = next((p for p in run.profiles if p.load.startswith("orders")), None)
     notes = next((p for p in run.profiles if p.load.startswith("notes")), None)
     rec = next((p for p in run.profiles if p.load.startswith("recorder")), None)
-    wi = run.whatif.figures if run.whatif else Figures()
     rt = run.roundtrip
     w("### What the misses cost, and where")
     w("")
@@ -328,22 +327,31 @@ def _why(run: Run, w: Any) -> None:
         )
         if notes is not None:
             line += (
-                f"under notes flat out, pyzmq's `send_multipart` is "
-                f"{_share(notes, 'Socket.send_multipart'):.0%} and `recv_multipart` "
-                f"{_share(notes, 'Socket.recv_multipart'):.0%} of the I/O thread's time, "
-                f"{_share(notes, 'Flag.__or__'):.0%} of it in Python `enum.Flag` arithmetic "
-                "(`zmq.SNDMORE | flags`) inside send_multipart. "
-            )
-        if "int_flags.notes" in wi and "stock.notes" in wi:
-            line += (
-                f"Sending frames with an int flag (what-if `int_flags`) takes notes flat out "
-                f"from {wi['stock.notes'].median:,.0f} to {wi['int_flags.notes'].median:,.0f}/s. "
+                "under notes flat out, taking requests (receive, decode, dispatch, emit) is "
+                f"{_share(notes, 'Server._take_requests'):.0%} of the I/O thread's time, "
+                f"`Server.emit` (stamp, encode, journal append, ledger) "
+                f"{_share(notes, 'Server.emit'):.0%}, `Server._flush` (journal write, "
+                f"publish, replies) {_share(notes, 'Server._flush'):.0%}: Python work per "
+                "event, one GIL. "
             )
         line += (
             f"For scale, the bare Python PUB/SUB pair delivers {bare:,.0f}/s with zero loss "
             "on this machine (one Python publisher, one Python subscriber)."
         )
         w(line)
+    bf = run.brokerfan
+    broker = next((p for p in run.profiles if p.load.startswith("broker-made")), None)
+    if bf is not None and broker is not None:
+        w(
+            "- **Broker-made events.** The burst is made and taken in one process: the "
+            "simulator's price move fills every order on the I/O thread "
+            f"(`SimTerminal.set_price` {_share(broker, 'SimTerminal.set_price'):.0%} of the "
+            "gateway's GIL time, of which a `ThreadPoolExecutor.submit` per push "
+            f"{_share(broker, 'ThreadPoolExecutor.submit'):.0%}), then the gateway takes "
+            f"the pushes (`Server._take_items` {_share(broker, 'Server._take_items'):.0%}). "
+            "With the real xtquant the fills are made in another process; the simulator "
+            "is issue 19's."
+        )
     if run.ingest is not None:
         line = (
             "- **Recorder.** Its ceiling with a publisher that is never the limit is the "
@@ -610,7 +618,8 @@ def _profiles(run: Run, w: Any) -> None:
     w("## Profile: where the gateway's time goes")
     w("")
     w(
-        "py-spy 200 Hz, `--gil --nonblocking` on the running gateway: a share is the "
+        "py-spy 200 Hz (the broker-made burst 1 kHz), `--gil --nonblocking` on the running "
+        "gateway: a share is the "
         "share of samples in which that function (with what it calls, for *inclusive*) "
         "held the GIL, i.e. of the Python work the process did."
     )
