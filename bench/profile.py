@@ -46,6 +46,8 @@ class Profile:
     self_top: list[tuple[str, float]] = field(default_factory=list)
     inclusive_top: list[tuple[str, float]] = field(default_factory=list)
     raw_path: str = ""
+    # every frame's inclusive share, for the report's sentences (not only the top rows)
+    inclusive: dict[str, float] = field(default_factory=dict)
 
 
 _LINE = re.compile(r":\d+\)$")
@@ -84,6 +86,7 @@ def summarize(raw: str, load: str, rate: float, top: int = 14) -> Profile:
         prof.threads = [(t, n / total) for t, n in threads.most_common()]
         prof.self_top = [(f, n / total) for f, n in self_c.most_common(top)]
         prof.inclusive_top = [(f, n / total) for f, n in incl.most_common(top)]
+        prof.inclusive = {f: n / total for f, n in incl.items()}
     return prof
 
 

@@ -228,6 +228,15 @@ def render(run: Run) -> str:
         "as spread, mostly in the p99 columns. Baselines and qmtbus are interleaved so "
         "that it falls on both."
     )
+    loads = [run.load_before, run.load_after, *(x for pair in run.loads.values() for x in pair)]
+    if max(loads, default=0.0) > 2:
+        w("")
+        w(
+            f"**This run was taken on a loaded machine** (1-minute load average up to "
+            f"{max(loads):.1f} on 2 cores, from other work): absolute figures, and p99 "
+            "above all, are worse than the same code on a quiet machine; compare the "
+            "ratios to the baselines measured in the same run."
+        )
     w("")
     if run.failures:
         w("**Scenarios that failed in this run:** " + "; ".join(run.failures))
@@ -240,11 +249,11 @@ def render(run: Run) -> str:
         verdict = "not measured" if v.met is None else ("**met**" if v.met else "**missed**")
         w(f"| {v.target} | {v.measured} | {verdict} | {v.gap or '—'} |")
     w("")
+    _why(run, w)
     changes = ROOT / "bench" / "CHANGES.md"
     if changes.exists():  # hand-written: each change of the order path, before and after
         w(changes.read_text().rstrip())
         w("")
-    _why(run, w)
     _roundtrip(run, w)
     _underload(run, w)
     _fanout(run, w)
@@ -274,6 +283,8 @@ def _share(p: Profile | None, name: str, kind: str = "inclusive") -> float:
     if p is None:
         return 0.0
     rows = p.inclusive_top if kind == "inclusive" else p.self_top
+    if kind == "inclusive" and p.inclusive:
+        rows = list(p.inclusive.items())
     return sum(share for frame, share in rows if frame.startswith(name + " "))
 
 
