@@ -311,7 +311,7 @@ class Server:
         # zmq_poll reports a plain socket by its file descriptor, not by the object; called
         # directly, without zmq.Poller's Python layer (a few µs a turn).
         wake = self._wake_r.fileno()
-        poll_items = [(self.router, _POLLIN), (wake, _POLLIN)]
+        poll_items: list[tuple[Any, int]] = [(self.router, _POLLIN), (wake, _POLLIN)]
         zmq_poll = zmq.zmq_poll
         interval = self.config.gateway.heartbeat_interval
         now = time.monotonic()
