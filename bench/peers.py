@@ -6,11 +6,17 @@ JSON line; it exits when stdin closes. Kinds:
 
 - `echo ADDRESS` — bare pyzmq REP + msgspec: decodes the `order` command, answers
   an `order_ack` (the same messages, so the same sizes, as the gateway's).
+- `hop ADDRESS` — bare pyzmq REP + msgspec: decodes the `order` command and answers
+  the wall clock (time.time_ns, 8 bytes) at which it had it: one one-way hop, the
+  floor of the gateway's intake (client send → broker call).
 - `pub ADDRESS HWM` — bare pyzmq PUB publishing msgspec `note` events shaped like
   the gateway's; command `{"rate": R, "seconds": S}` (rate 0: as fast as it can).
 - `vnpy REP_ADDRESS PUB_ADDRESS` — vnpy.rpc's RpcServer with an `order(req)`
   function returning an ack dict, and `RpcServer.publish` for the same publish
   command as `pub`.
+- `readers EVENTS_ADDRESS QUOTES_ADDRESS N` — N SUB sockets reading every event and
+  one reading every tick, as fast as they come; any line on stdin answers what they
+  read (events per reader, ticks, seconds since the first tick) and stops.
 - `notes COMMANDS_ADDRESS CLIENTS WINDOW` — drives a real gateway's `note` command
   from CLIENTS pipelined DEALER sockets (WINDOW requests in flight each), paced
   to the same `{"rate", "seconds"}` command; answers the seqs the gateway gave.
@@ -114,6 +120,27 @@ def run_echo(address: str) -> None:
     ctx.term()
 
 
+def run_hop(address: str) -> None:
+    ctx = zmq.Context()
+    rep = ctx.socket(zmq.REP)
+    rep.setsockopt(zmq.LINGER, 0)
+    rep.bind(address)
+    decode = protocol.command_msgpack_decoder.decode
+    poller = zmq.Poller()
+    poller.register(rep, zmq.POLLIN)
+    poller.register(sys.stdin.fileno(), zmq.POLLIN)
+    say(ready=True)
+    while True:
+        ready = dict(poller.poll())
+        if rep in ready:
+            decode(rep.recv())
+            rep.send(time.time_ns().to_bytes(8, "little"))
+        if sys.stdin.fileno() in ready and not sys.stdin.readline():
+            break
+    rep.close(0)
+    ctx.term()
+
+
 # -- bare PUB -------------------------------------------------------------------------
 
 
@@ -178,6 +205,50 @@ def run_vnpy(rep_address: str, pub_address: str) -> None:
         say(**result)
     server.stop()
     server.join()
+
+
+# -- readers: event subscribers and a tick subscriber ----------------------------------
+
+
+def run_readers(events_address: str, quotes_address: str, n: int) -> None:
+    ctx = zmq.Context()
+    poller = zmq.Poller()
+    readers = []
+    for _ in range(n):
+        sock = ctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.RCVHWM, 100_000)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        sock.connect(events_address)
+        poller.register(sock, zmq.POLLIN)
+        readers.append(sock)
+    ticks = ctx.socket(zmq.SUB)
+    ticks.setsockopt(zmq.LINGER, 0)
+    ticks.setsockopt(zmq.SUBSCRIBE, b"tick.")
+    ticks.connect(quotes_address)
+    poller.register(ticks, zmq.POLLIN)
+    poller.register(sys.stdin.fileno(), zmq.POLLIN)
+    counts = dict.fromkeys(readers, 0)
+    ticks_read, first_tick = 0, 0.0
+    say(ready=True)
+    while True:
+        ready = dict(poller.poll())
+        for sock in readers:
+            if sock in ready:
+                sock.recv_multipart()
+                counts[sock] += 1
+        if ticks in ready:
+            ticks.recv_multipart()
+            ticks_read += 1
+            first_tick = first_tick or time.perf_counter()
+        if sys.stdin.fileno() in ready:
+            sys.stdin.readline()
+            seconds = time.perf_counter() - first_tick if first_tick else 0.0
+            say(events=list(counts.values()), ticks=ticks_read, seconds=seconds)
+            break
+    for sock in [*readers, ticks]:
+        sock.close(0)
+    ctx.term()
 
 
 # -- note driver for a real gateway --------------------------------------------------------
@@ -246,10 +317,14 @@ def main(argv: list[str]) -> None:
     kind, args = argv[0], argv[1:]
     if kind == "echo":
         run_echo(args[0])
+    elif kind == "hop":
+        run_hop(args[0])
     elif kind == "pub":
         run_pub(args[0], int(args[1]))
     elif kind == "vnpy":
         run_vnpy(args[0], args[1])
+    elif kind == "readers":
+        run_readers(args[0], args[1], int(args[2]))
     elif kind == "notes":
         run_notes(args[0], int(args[1]), int(args[2]))
     else:

@@ -46,6 +46,8 @@ class Profile:
     self_top: list[tuple[str, float]] = field(default_factory=list)
     inclusive_top: list[tuple[str, float]] = field(default_factory=list)
     raw_path: str = ""
+    # every frame's inclusive share, for the report's sentences (not only the top rows)
+    inclusive: dict[str, float] = field(default_factory=dict)
 
 
 _LINE = re.compile(r":\d+\)$")
@@ -84,11 +86,12 @@ def summarize(raw: str, load: str, rate: float, top: int = 14) -> Profile:
         prof.threads = [(t, n / total) for t, n in threads.most_common()]
         prof.self_top = [(f, n / total) for f, n in self_c.most_common(top)]
         prof.inclusive_top = [(f, n / total) for f, n in incl.most_common(top)]
+        prof.inclusive = {f: n / total for f, n in incl.items()}
     return prof
 
 
 def _record(
-    spy: str, pid: int, seconds: float, out: Path, gil: bool = True
+    spy: str, pid: int, seconds: float, out: Path, gil: bool = True, rate: int = 200
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
@@ -99,7 +102,7 @@ def _record(
             "--duration",
             str(int(seconds)),
             "--rate",
-            "200",
+            str(rate),
             *(["--gil"] if gil else []),
             "--nonblocking",
             "--threads",
@@ -148,6 +151,73 @@ def profile_notes(spy: str, seconds: float, out_dir: Path) -> Profile:
     return _load(out, "notes flat out (4 pipelined DEALER clients)", sent["sent"] / sent["seconds"])
 
 
+def profile_broker_events(spy: str, seconds: float, out_dir: Path) -> Profile:
+    """A burst of simulator fills (bench/broker_fanout.py): resting buys, then one price
+    move through them, sampled from just before the move."""
+    from qmtbus import protocol
+    from tests.support import call
+
+    orders = 4000
+    stack = bench_stack("profile-broker", sim={"depth_volume": orders * 100})
+    started = start_gateway_timed(stack)
+    out = out_dir / "gateway-broker-events.txt"
+    try:
+        price = resting_buy_price()
+        with Gateway(stack.commands_address, stack.events_address, timeout=10) as gw:
+            for _ in range(orders):
+                gw.buy(CODE, 100, price)
+        # the burst lasts a fraction of a second: sampled at 1 kHz
+        rec = _record(spy, started.proc.pid, max(2.0, seconds / 2), out, rate=1000)
+        time.sleep(0.5)  # py-spy attached
+        t0 = time.perf_counter()
+        call(
+            stack.commands_address,
+            protocol.SimSetPrice(stock_code=CODE, price=round(price * 0.99, 2)),
+            timeout=60,
+        )
+        took = time.perf_counter() - t0
+        rec.wait(60)
+    finally:
+        stop_all([started.proc])
+    # about two events (an order update and a trade) per fill
+    return _load(out, f"broker-made events: {orders:,} fills at once", 2 * orders / took)
+
+
+def profile_underload(spy: str, seconds: float, out_dir: Path) -> Profile:
+    """Orders one at a time while 100 codes tick every 10 ms and three readers take every
+    event (bench/underload.py)."""
+    from bench.underload import _codes
+    from qmtbus import protocol
+    from tests.support import call
+
+    stack = bench_stack("profile-underload", sim={"quote_interval": 0.01})
+    started = start_gateway_timed(stack)
+    out = out_dir / "gateway-underload.txt"
+    try:
+        call(
+            stack.commands_address,
+            protocol.SubscribeQuotes(stock_codes=_codes(100), client_id="bench"),
+        )
+        address = (stack.events_address, stack.quotes_address, "3")
+        price = resting_buy_price()
+        with (
+            Peer("readers", *address) as readers,
+            Gateway(stack.commands_address, stack.events_address, timeout=10) as gw,
+        ):
+            for _ in range(200):
+                gw.buy(CODE, 100, price)
+            rec = _record(spy, started.proc.pid, seconds, out)
+            n, t0 = 0, time.perf_counter()
+            while rec.poll() is None:
+                gw.buy(CODE, 100, price)
+                n += 1
+            rate = n / (time.perf_counter() - t0)
+            readers.ask(stop=True)
+    finally:
+        stop_all([started.proc])
+    return _load(out, "orders under load (10k ticks/s, three event readers)", rate)
+
+
 def profile_recorder(spy: str, seconds: float, out_dir: Path) -> Profile:
     """The recorder ingesting bench_recorder's direct publisher flat out. Sampled on CPU
     (not --gil): DuckDB's appends run with the GIL released and must count."""
@@ -188,7 +258,9 @@ def run(seconds: float, out_dir: Path, log: Any = print) -> list[Profile]:
     out_dir.mkdir(parents=True, exist_ok=True)
     profiles = [
         profile_orders(spy, seconds, out_dir),
+        profile_underload(spy, seconds, out_dir),
         profile_notes(spy, seconds, out_dir),
+        profile_broker_events(spy, seconds, out_dir),
         profile_recorder(spy, seconds, out_dir),
     ]
     for p in profiles:

@@ -97,6 +97,29 @@ def echo_run(settings: Settings, result: Result) -> None:
     _record(result, "echo", lat)
 
 
+def hop_run(settings: Settings, result: Result) -> None:
+    """One one-way hop, client send → a bare server has decoded the order: the floor of
+    the gateway's intake, timed the same way (wall clock before encoding, wall clock
+    where the order has arrived)."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    with Peer("hop", address):
+        ctx: zmq.Context[Any] = zmq.Context.instance()
+        sock = ctx.socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(address)
+        encode = protocol.msgpack_encoder.encode
+        lat: list[int] = []
+        for i in range(settings.warmup + settings.orders):
+            cmd = _order_command()
+            wall = time.time_ns()
+            sock.send(encode(cmd))
+            arrived = int.from_bytes(sock.recv(), "little")
+            if i >= settings.warmup:
+                lat.append(arrived - wall)
+        sock.close(0)
+    _record(result, "hop", lat)
+
+
 def vnpy_run(settings: Settings, result: Result) -> None:
     from vnpy.rpc import RpcClient
 
@@ -203,13 +226,13 @@ def _stages(gw: Gateway, stack: Any, walls: list[tuple[str, int, int]], result: 
 
 def run(settings: Settings, log: Any = print) -> Result:
     result = Result()
-    systems = ["echo", "gateway"]
+    systems = ["echo", "hop", "gateway"]
     if vnpy_available():
         systems.insert(1, "vnpy")
     else:
         log("  vnpy not installed: skipping the vnpy.rpc baseline (pip install --no-deps vnpy)")
     result.systems = list(systems)
-    fns = {"echo": echo_run, "vnpy": vnpy_run, "gateway": gateway_run}
+    fns = {"echo": echo_run, "hop": hop_run, "vnpy": vnpy_run, "gateway": gateway_run}
     for run_no in range(settings.runs):
         order = systems[run_no % len(systems) :] + systems[: run_no % len(systems)]
         for name in order:
@@ -219,6 +242,8 @@ def run(settings: Settings, log: Any = print) -> Result:
             f"  run {run_no + 1}/{settings.runs}: p50 echo {f['echo.p50'].values[-1]:.0f} us"
             + (f", vnpy {f['vnpy.p50'].values[-1]:.0f} us" if "vnpy" in systems else "")
             + f", gateway {f['gateway.p50'].values[-1]:.0f} us"
+            + f" (intake {f['stage.intake.p50'].values[-1]:.0f} us"
+            + f" vs one-way hop {f['hop.p50'].values[-1]:.0f} us)"
             f" (p99 {f['gateway.p99'].values[-1]:.0f} us), ping {f['ping.p50'].values[-1]:.0f} us"
         )
     return result

@@ -357,11 +357,14 @@ class OrderDesk:
             self._answer(self.cancel_waiters.pop(order_id), _error(p.BROKER_ERROR, message))
 
     def next_deadline(self) -> float:
-        if not self.order_waiters and not self.cancel_waiters:
-            return _NEVER
-        heads = [ws[0].deadline for ws in self.order_waiters.values()]
-        heads += [ws[0].deadline for ws in self.cancel_waiters.values()]
-        return min(heads, default=float("inf"))
+        """The earliest waiter's deadline (asked twice a loop turn). Every deadline is its
+        waiter's arrival + the same timeout, and a key enters its table with its first
+        waiter, so each table's first key holds its earliest deadline."""
+        soonest = _NEVER
+        for table in (self.order_waiters, self.cancel_waiters):
+            if table:
+                soonest = min(soonest, next(iter(table.values()))[0].deadline)
+        return soonest
 
     def waiting(self) -> bool:
         return bool(self.order_waiters or self.cancel_waiters)

@@ -66,6 +66,12 @@ log = logging.getLogger("gateway.server")
 
 _MORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
+_POLLIN = int(zmq.POLLIN)
+# The hot path calls libzmq's bindings directly: pyzmq's Python layer adds enum arithmetic
+# and attribute-to-option lookups (sock.rcvmore) costing several µs per frame
+# (bench/RESULTS.md, "receive path").
+_send = zmq.backend.Socket.send
+_recv = zmq.backend.Socket.recv
 RESOLVE_INTERVAL = 3.0  # seconds between broker queries for orders with no known outcome
 TRIM_INTERVAL = 60.0
 # events whose journaling and publishing the failpoints events_journaled/_published watch
@@ -98,6 +104,7 @@ class Server:
         self.stopping = False
 
         self._inbox: collections.deque[Item] = collections.deque()
+        self._wake_sent = False  # a wake-up is on its way to the I/O loop
         # Wake-ups from other threads: a socket pair, not os.pipe(): zmq_poll on Windows
         # polls sockets only, and os.set_blocking() on a pipe needs Python 3.12 there.
         self._wake_r, self._wake_w = socket.socketpair()
@@ -188,8 +195,14 @@ class Server:
 
     # -- hand-over from other threads (thread-safe) ----------------------------------
     def post(self, item: Item) -> None:
+        """One wake-up per batch: a poster that finds a wake-up already on its way leaves
+        the item for the turn it will start. The I/O thread lowers the flag before it
+        empties the inbox, so an item appended after that sees the flag down and wakes
+        it again (the GIL makes each step atomic)."""
         self._inbox.append(item)
-        self.post_wake()
+        if not self._wake_sent:
+            self._wake_sent = True
+            self.post_wake()
 
     def post_wake(self) -> None:
         # A full buffer already holds wake-ups: the loop will look. A closed socket
@@ -257,18 +270,18 @@ class Server:
                 self._intents.clear()
             # Frame by frame with int flags: send_multipart's enum arithmetic costs
             # several µs per event (bench/RESULTS.md, fan-out profile).
-            send = self.pub.send
+            pub = self.pub
             for topic, payload in self._out:
-                send(topic, _MORE)
-                send(payload)
+                _send(pub, topic, _MORE)
+                _send(pub, payload)
             self._out.clear()
             if money:
                 failpoint("events_published")
-        send = self.router.send
+        router = self.router
         for frames in self._replies:
             for frame in frames[:-1]:
-                send(frame, _MORE)
-            send(frames[-1])
+                _send(router, frame, _MORE)
+            _send(router, frames[-1])
         self._replies.clear()
         if self._acked:
             self._acked = False
@@ -298,11 +311,11 @@ class Server:
     def run(self) -> None:
         self.lifecycle.start()
         self.quotes.start()
-        poller = zmq.Poller()
-        poller.register(self.router, zmq.POLLIN)
-        # zmq.Poller reports a plain socket by its file descriptor, not by the object.
+        # zmq_poll reports a plain socket by its file descriptor, not by the object; called
+        # directly, without zmq.Poller's Python layer (a few µs a turn).
         wake = self._wake_r.fileno()
-        poller.register(wake, zmq.POLLIN)
+        poll_items: list[tuple[Any, int]] = [(self.router, _POLLIN), (wake, _POLLIN)]
+        zmq_poll = zmq.zmq_poll
         interval = self.config.gateway.heartbeat_interval
         now = time.monotonic()
         next_beat, next_resolve, next_trim = now + interval, now + RESOLVE_INTERVAL, now + 5.0
@@ -310,7 +323,7 @@ class Server:
             deadline = min(next_beat, self.orders.next_deadline(), self.quotes.next_deadline())
             # Ticks left over from the last turn: look at the sockets, do not wait on them.
             timeout = 0.0 if self.quotes.pending else max(0.0, deadline - time.monotonic())
-            ready = dict(poller.poll(int(timeout * 1000)))
+            ready = dict(zmq_poll(poll_items, int(timeout * 1000)))
             if wake in ready:
                 _drain(self._wake_r)
             self._take_items()
@@ -333,6 +346,7 @@ class Server:
             self.quotes.publish()
 
     def _take_items(self) -> None:
+        self._wake_sent = False  # before emptying the inbox: see post()
         inbox = self._inbox
         while inbox:
             item = inbox.popleft()
@@ -377,15 +391,25 @@ class Server:
         self.emit(p.GatewayEvent(state=state, session_id=session_id, reason=reason))
 
     def _take_requests(self) -> None:
-        recv, sock = self.router.recv, self.router
-        for _ in range(1000):  # bounded, so events keep flowing under a request flood
+        """The requests waiting on the ROUTER socket (poll said POLLIN), up to a bound so
+        events keep flowing under a request flood. No exception ends the batch and no
+        option is read per frame: a frame tells whether more of its message follow
+        (`frame.more`), and a zero-timeout poll between messages whether another is
+        waiting (reading the EVENTS option instead would build an enum per call)."""
+        sock = self.router
+        waiting, zmq_poll = [(sock, _POLLIN)], zmq.zmq_poll
+        for _ in range(1000):
             try:
-                frames = [recv(_NOBLOCK)]
-            except zmq.Again:
+                frame = _recv(sock, _NOBLOCK, False)
+            except zmq.Again:  # never raised when poll said POLLIN; free when not raised
                 return
-            while sock.rcvmore:
-                frames.append(recv())
+            frames = [frame.bytes]
+            while frame.more:
+                frame = _recv(sock, 0, False)
+                frames.append(frame.bytes)
             commands.handle(self, frames)
+            if not zmq_poll(waiting, 0):
+                return
 
     def status(self) -> p.Status:
         return p.Status(
@@ -448,6 +472,8 @@ def _path(data: str, name: str) -> Path:
 
 
 def _drain(sock: socket.socket) -> None:
+    """Empty the wake-up socket in one read (poll said it is readable; wake-ups come one
+    per batch, so 64 KiB holds them all). Reading until BlockingIOError would cost an
+    exception every turn; bytes left over only wake the next turn early."""
     with contextlib.suppress(BlockingIOError):
-        while sock.recv(65536):
-            pass
+        sock.recv(65536)

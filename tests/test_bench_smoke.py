@@ -31,6 +31,7 @@ def test_given_quick_round_trip_then_every_order_is_acked_and_results_are_writte
     assert raw["roundtrip_counts"]["echo"] == 200
     assert raw["roundtrip_counts"]["gateway"] == 200
     assert raw["roundtrip_counts"]["ping"] == 200
+    assert raw["roundtrip_counts"]["hop"] == 200
     # every order was accepted by the simulator and rests on its book
     assert raw["roundtrip_resting_orders"] == 250
     assert len(raw["roundtrip"]["gateway.p50"]) == 1
@@ -40,7 +41,8 @@ def test_given_quick_round_trip_then_every_order_is_acked_and_results_are_writte
 
     text = out.read_text()
     assert "## Machine" in text
-    assert "## Targets (issue 9)" in text
+    assert "## Targets (issue 20)" in text
+    assert "| order intake (client send → broker call) p50 ≤ 2x a bare one-way hop |" in text
     assert "| order round trip p99 under 1 ms |" in text
     assert "| **qmtbus order → order_ack** |" in text
     assert "| bare pyzmq + msgspec echo |" in text

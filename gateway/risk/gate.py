@@ -87,6 +87,14 @@ class RiskGate:
         self._bucket = TokenBucket(config.max_orders_per_second, now())
         self._rules = RULES if config.enabled else (trading_state,)
         self._passed: tuple[PlaceOrder, float | None] | None = None
+        self._day_at, self._day = -1, ""  # the trading day of the second _day_at
+
+    def _trading_day(self, now: float) -> str:
+        """trading_day(now), worked out once a second: check and record ask it per order."""
+        second = int(now)
+        if second != self._day_at:
+            self._day_at, self._day = second, trading_day(now)
+        return self._day
 
     @property
     def trading(self) -> TradingState:
@@ -121,7 +129,7 @@ class RiskGate:
     def check(self, order: PlaceOrder, book: BookView) -> Denial | None:
         """The first rule the order breaks, or None when it may go to the broker."""
         now = self._now()
-        day = trading_day(now)
+        day = self._trading_day(now)
         with self._lock:
             ctx = Ctx(
                 order=order,
@@ -157,7 +165,7 @@ class RiskGate:
         with self._lock:
             self._passed = None
             self._bucket.take(now)
-            self._state.add(trading_day(now), order.strategy_name, notional or 0.0)
+            self._state.add(self._trading_day(now), order.strategy_name, notional or 0.0)
         return notional or 0.0
 
     def restore(self, day: str, orders: Iterable[tuple[str, float]]) -> None:

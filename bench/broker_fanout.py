@@ -1,0 +1,126 @@
+"""Broker-made events to one subscriber: a burst of fills made on the broker side.
+
+The gateway's `note` fan-out (bench/fanout.py) measures events the I/O thread makes
+from a command. Here the events come the way a real account's do: N limit buys rest
+on the simulator's book, then one `sim_set_price` moves the price through them and
+the simulator fills every one, pushing (on its push thread, as xtquant does)
+an order update, a trade, and position/asset updates for each. A raw SUB socket
+(RCVHWM 100,000, as EventStream) counts them: rate = broker-made events received /
+(last one received - first one received); lost = gaps in the seqs received.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from bench.common import (
+    CODE,
+    Figures,
+    bench_stack,
+    resting_buy_price,
+    start_gateway_timed,
+    stop_all,
+)
+from qmtbus import Gateway, protocol
+from tests.support import call
+
+BROKER_MADE = (
+    protocol.OrderEvent,
+    protocol.TradeEvent,
+    protocol.PositionEvent,
+    protocol.AssetEvent,
+    protocol.ClientOrderEvent,
+)
+
+
+@dataclass
+class Settings:
+    runs: int = 3
+    orders: int = 2000
+
+
+@dataclass
+class Result:
+    figures: Figures = field(default_factory=Figures)
+    events: list[int] = field(default_factory=list)  # broker-made events per run
+    kinds: dict[str, int] = field(default_factory=dict)  # of the last run, by type
+
+
+def one_run(settings: Settings, result: Result) -> None:
+    # depth for every order at once, so one price move fills them all in one match
+    stack = bench_stack("brokerfan", sim={"depth_volume": settings.orders * 100})
+    started = start_gateway_timed(stack)
+    ctx: zmq.Context[Any] = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    try:
+        price = resting_buy_price()
+        with Gateway(stack.commands_address, stack.events_address, timeout=10, retries=0) as gw:
+            for _ in range(settings.orders):
+                ack = gw.buy(CODE, 100, price)
+                if ack.status != "accepted":
+                    raise RuntimeError(f"resting order not accepted: {ack}")
+            sub.setsockopt(zmq.RCVHWM, 100_000)
+            sub.setsockopt(zmq.LINGER, 0)
+            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            sub.connect(stack.events_address)
+            # the subscription is in place once a note published after it arrives
+            deadline = time.monotonic() + 10
+            seen = False
+            while not seen and time.monotonic() < deadline:
+                gw.note("bench", {"ready": True})
+                if sub.poll(100):
+                    seen = True
+            while sub.poll(50):  # drop what came before the burst
+                sub.recv_multipart()
+            decode = protocol.decode_event
+            reply = call(
+                stack.commands_address,
+                protocol.SimSetPrice(stock_code=CODE, price=round(price * 0.99, 2)),
+            )
+            if not isinstance(reply, protocol.SimAck):
+                raise RuntimeError(f"sim_set_price failed: {reply}")
+            first = last = 0
+            count = 0
+            seqs: list[int] = []
+            kinds: dict[str, int] = {}
+            while sub.poll(1000):
+                _, payload = sub.recv_multipart()
+                ev = decode(payload)
+                seqs.append(ev.seq)
+                if not isinstance(ev, BROKER_MADE):
+                    continue
+                now = time.perf_counter_ns()
+                first = first or now
+                last = now
+                count += 1
+                kinds[type(ev).__name__] = kinds.get(type(ev).__name__, 0) + 1
+            lost = (max(seqs) - min(seqs) + 1 - len(set(seqs))) if seqs else 0
+    finally:
+        sub.close(0)
+        stop_all([started.proc])
+    seconds = (last - first) / 1e9
+    result.events.append(count)
+    result.kinds = kinds
+    result.figures.add("events", count)
+    result.figures.add("rate", count / seconds if seconds > 0 else 0.0)
+    result.figures.add("lost", lost)
+
+
+def run(settings: Settings, log: Any = print) -> Result:
+    result = Result()
+    for run_no in range(settings.runs):
+        one_run(settings, result)
+        f = result.figures
+        log(
+            f"  run {run_no + 1}/{settings.runs}: {f['events'].values[-1]:,.0f} broker-made "
+            f"events at {f['rate'].values[-1]:,.0f}/s, lost {f['lost'].values[-1]:,.0f}"
+        )
+    return result
+
+
+if __name__ == "__main__":
+    print(run(Settings(runs=1, orders=500)).kinds)
