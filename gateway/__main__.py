@@ -100,7 +100,9 @@ def _build(config: Config) -> Server:
         broker = open_broker(config)
     except BrokerUnavailable as err:
         raise ConfigError(str(err)) from None
-    return Server(config, broker)
+    server = Server(config, broker)
+    server.bind()  # OSError: one sentence (the address in use, and what to change)
+    return server
 
 
 if __name__ == "__main__":

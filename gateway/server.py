@@ -121,7 +121,7 @@ class Server:
         self.pub = self.ctx.socket(zmq.PUB)
         self.router = self.ctx.socket(zmq.ROUTER)
         self.quotes_pub = self.ctx.socket(zmq.PUB)
-        self._setup_sockets()
+        self.endpoints: dict[str, str] = {}  # what bind() got: the real ports of `:*` addresses
         self.lifecycle = Lifecycle(config, broker, self.post)
         self.orders = OrderDesk(
             self,
@@ -158,7 +158,9 @@ class Server:
         self.orders.mark_unknown()
 
     # -- sockets -------------------------------------------------------------------
-    def _setup_sockets(self) -> None:
+    def bind(self) -> dict[str, str]:
+        """Bind the three sockets (OSError: one sentence) and write the endpoints file; called
+        once before run(), so that building a Server touches no port."""
         g = self.config.gateway
         for sock in (self.pub, self.router, self.quotes_pub):
             sock.setsockopt(zmq.LINGER, 1000)
@@ -192,6 +194,7 @@ class Server:
         # a `*` port is known only now: the endpoints file tells tools and tests
         self.endpoints = bound
         endpoints.write(endpoints.endpoints_file(self.config, "gateway"), "gateway", bound)
+        return bound
 
     # -- hand-over from other threads (thread-safe) ----------------------------------
     def post(self, item: Item) -> None:
