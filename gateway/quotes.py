@@ -50,7 +50,10 @@ MAX_TICKS_PER_TURN = 256
 def tick_event(raw: Mapping[str, Any], **header: Any) -> p.TickEvent:
     """A broker's full tick (xtdata field names, plus "stock_code") as a `tick` event.
 
-    Unknown keys are ignored; a value of the wrong type drops only that field."""
+    Unknown keys are ignored; a value of the wrong type drops only that field. A tick that
+    names no stock is no tick: ValueError."""
+    if not raw.get("stock_code"):
+        raise ValueError("a tick without a stock_code")
     values = {**raw, **header}
     try:
         return msgspec.convert(values, p.TickEvent, strict=False)
