@@ -160,8 +160,18 @@ def test_given_replay_of_unknown_epoch_then_gateway_error_not_found(gw: Gateway)
 
 
 def test_given_malformed_order_then_bad_request_and_gateway_keeps_serving(gw: Gateway) -> None:
+    with pytest.raises(ValueError, match="stock codes look like"):
+        gw.buy("not-a-code", 100, 10.0)  # the library names the rule before sending
+    raw = protocol.PlaceOrder(
+        client_order_id="bad-code-1",
+        stock_code="not-a-code",
+        order_type=protocol.STOCK_BUY,
+        order_volume=100,
+        price_type=protocol.FIX_PRICE,
+        price=10.0,
+    )
     with pytest.raises(GatewayError) as err:
-        gw.buy("not-a-code", 100, 10.0)
+        gw.request(raw)  # sent as is: the gateway's own check
     assert err.value.code == protocol.BAD_REQUEST
     assert gw.ping()
 
