@@ -45,10 +45,22 @@ def terminal_key(path: str | Path) -> str:
     return str(Path(path).resolve())
 
 
+_any_path: SimTerminal | None = None  # set only by `xtrun`: its one terminal answers any path
+
+
 def lookup(path: str | Path) -> SimTerminal | None:
-    """The running terminal for `path`, as a trader's connect() finds it."""
+    """The running terminal for `path`, as a trader's connect() finds it (else the terminal
+    that answers any path, if one was set by serve_any_path)."""
     with _registry_lock:
-        return _registry.get(terminal_key(path))
+        return _registry.get(terminal_key(path), _any_path)
+
+
+def serve_any_path(terminal: SimTerminal | None) -> None:
+    """Let `terminal` answer a trader built with any path (None: no longer). For
+    `python -m qmtbus.gateway.broker.sim.xtrun`, whose script names miniQMT's own folder."""
+    global _any_path
+    with _registry_lock:
+        _any_path = terminal
 
 
 class SimTerminal:
@@ -412,6 +424,7 @@ class SimTerminal:
 
     def close(self) -> None:
         """Stop the market and release the book; sessions still open just go dead."""
+        global _any_path
         with self._lock:
             if self._closed:
                 return
@@ -429,6 +442,8 @@ class SimTerminal:
         with _registry_lock:
             if _registry.get(terminal_key(self.directory)) is self:
                 del _registry[terminal_key(self.directory)]
+            if _any_path is self:
+                _any_path = None
             _unlock_directory(self._file_lock)
 
 
