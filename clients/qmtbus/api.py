@@ -19,6 +19,7 @@ from qmtbus.sansio import (
     Endpoint,
     cancel_command,
     check_reply,
+    check_stock_code,
     decode_or_raise,
     order_command,
     unreachable,
@@ -228,3 +229,19 @@ class GatewayApi:
         Retried."""
         command = protocol.QueryQuote(stock_codes=list(stock_codes))
         return (await self._call(command, protocol.QuotesReply)).quotes
+
+    async def bars(
+        self, stock_code: str, period: protocol.BarPeriod = "1d", count: int = 20
+    ) -> list[protocol.Bar]:
+        """The last `count` bars ("1m", "5m" or "1d") of `stock_code`, oldest first;
+        NOT_FOUND for a code the broker does not know. Retried."""
+        command = protocol.QueryBars(
+            stock_code=check_stock_code(stock_code), period=period, count=count
+        )
+        return (await self._call(command, protocol.BarsReply)).bars
+
+    async def instrument(self, stock_code: str) -> protocol.InstrumentReply:
+        """The instrument detail of `stock_code` (xtdata.get_instrument_detail's fields).
+        Retried."""
+        command = protocol.QueryInstrument(stock_code=check_stock_code(stock_code))
+        return await self._call(command, protocol.InstrumentReply)

@@ -85,6 +85,12 @@ class SimBroker:
     def quote(self, stock_code: str) -> dict[str, Any] | None:
         return self.terminal.full_tick(stock_code)
 
+    def bars(self, stock_code: str, period: str, count: int) -> list[dict[str, Any]] | None:
+        return self.terminal.bars(stock_code, period, count)
+
+    def instrument_detail(self, stock_code: str) -> dict[str, Any] | None:
+        return self.terminal.instrument_detail(stock_code)
+
     def close(self) -> None:
         self._instruments.close()
         self.terminal.close()

@@ -119,6 +119,7 @@ class SimTerminal:
             tick_file=self._config.tick_file,
             state_file=self.directory / "market.json",
             day=today,
+            clock=self._clock,
         )
         fees = ashare.Fees(
             commission_rate=self._config.commission_rate,
@@ -360,6 +361,32 @@ class SimTerminal:
             return None
         with self._lock:
             return self._market.instrument(stock_code)
+
+    def bars(self, stock_code: str, period: str, count: int) -> list[dict[str, Any]] | None:
+        """The last `count` bars of `stock_code` from the prices it traded at (market.py);
+        None outside the universe."""
+        self._xtdata_call("get_market_data_ex")
+        if not is_stock_code(stock_code):
+            return None
+        with self._lock:
+            return self._market.bars_of(stock_code, period, count)
+
+    def instrument_detail(self, stock_code: str) -> dict[str, Any] | None:
+        """xtdata.get_instrument_detail's fields for `stock_code`; None outside the universe."""
+        found = self.instrument(stock_code)
+        if found is None:
+            return None
+        code, exchange = stock_code.split(".")
+        return {
+            "ExchangeID": exchange,
+            "InstrumentID": code,
+            "InstrumentName": found.instrument_name,
+            "PreClose": found.prev_close,
+            "UpStopPrice": found.up_stop_price,
+            "DownStopPrice": found.down_stop_price,
+            "PriceTick": found.price_tick,
+            "VolumeMultiple": 1,
+        }
 
     def set_price(self, stock_code: str, price: float) -> str:
         with self._lock:
