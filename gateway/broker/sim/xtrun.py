@@ -8,8 +8,9 @@ answer an XtQuantTrader built with any path (the script keeps miniQMT's userdata
 path), loads xtquant's own xttrader.py over the simulated native module, and runs the
 script as __main__. The terminal's account is --account, else the config's
 gateway.account_id (SIM0001 by default): a script subscribing another account gets -1,
-as miniQMT answers for an account it does not hold. xtdata.get_full_tick reads the
-same terminal; other xtdata functions raise NotImplementedError naming themselves.
+as miniQMT answers for an account it does not hold. xtdata's get_full_tick,
+get_market_data(_ex) and get_instrument_detail read the same terminal, get_trading_dates
+the trading calendar; other xtdata functions raise NotImplementedError naming themselves.
 """
 
 from __future__ import annotations
@@ -26,10 +27,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from qmtbus.config import ConfigError, config_path, load_config
+import msgspec
+
+from qmtbus.calendar import TradingCalendar, load_calendar
+from qmtbus.config import Config, ConfigError, config_path, load_config
 from qmtbus.gateway.broker import BrokerUnavailable
 from qmtbus.gateway.broker.sim import native, terminal
 from qmtbus.gateway.broker.xtload import load_xttrader
+from qmtbus.xt import history
 from qmtbus.xtimport import import_xtquant
 
 
@@ -50,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def sim_xtdata(sim: terminal.SimTerminal) -> ModuleType:
+def sim_xtdata(sim: terminal.SimTerminal, config: Config) -> ModuleType:
     """`xtquant.xtdata` over `sim`: get_full_tick; anything else names itself as not there."""
     module = ModuleType("xtquant.xtdata", "xtdata over the private simulator of xtrun")
 
@@ -65,12 +70,39 @@ def sim_xtdata(sim: terminal.SimTerminal) -> ModuleType:
 
         def not_simulated(*_: Any, **__: Any) -> Any:
             raise NotImplementedError(
-                f"xtdata.{name} is not simulated by `qmtbus xt run --sim` (get_full_tick is)"
+                f"xtdata.{name} is not simulated by `qmtbus xt run --sim` (get_full_tick, "
+                "get_market_data(_ex), get_instrument_detail and get_trading_dates are)"
             )
 
         return not_simulated
 
+    def fetch(stock_code: str, period: str, count: int) -> list[dict[str, Any]]:
+        return sim.bars(stock_code, period, count) or []
+
+    get_market_data_ex, get_market_data = history.bind(fetch)
+
+    calendars: list[TradingCalendar] = []  # loaded at the first call (about a second)
+
+    def get_trading_dates(
+        market: str, start_time: str = "", end_time: str = "", count: int = -1
+    ) -> list[int]:
+        if not calendars:
+            # xtquant.xtdata is this module here: no miniQMT calendar lies below it
+            gateway = msgspec.structs.replace(config.gateway, broker="sim")
+            calendars.append(load_calendar(msgspec.structs.replace(config, gateway=gateway)))
+        calendar = calendars[0]
+        return history.trading_dates(
+            calendar.is_trading_day, calendar.first_day, market, start_time, end_time, count
+        )
+
+    def get_instrument_detail(stock_code: str, iscomplete: bool = False) -> Any:
+        return sim.instrument_detail(stock_code)
+
     module.get_full_tick = get_full_tick  # type: ignore[attr-defined]
+    module.get_market_data_ex = get_market_data_ex  # type: ignore[attr-defined]
+    module.get_market_data = get_market_data  # type: ignore[attr-defined]
+    module.get_instrument_detail = get_instrument_detail  # type: ignore[attr-defined]
+    module.get_trading_dates = get_trading_dates  # type: ignore[attr-defined]
     module.__getattr__ = missing  # type: ignore[method-assign]
     return module
 
@@ -90,7 +122,7 @@ def run(
         sim.start()
         terminal.serve_any_path(sim)
         package = import_xtquant()
-        sys.modules["xtquant.xtdata"] = sim_xtdata(sim)
+        sys.modules["xtquant.xtdata"] = sim_xtdata(sim, config)
         setattr(package, "xtdata", sys.modules["xtquant.xtdata"])  # noqa: B010
         print(
             f"qmtbus xt --sim: simulated miniQMT, account {account_id}, books in {directory}",
