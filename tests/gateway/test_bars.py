@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import zmq
 
 from qmtbus import protocol as p
 from qmtbus.gateway.broker import xtbars
@@ -203,3 +204,30 @@ def test_given_the_cli_then_bars_prints_a_table_of_the_last_bars(
     assert 2 <= len(lines) <= 2 + 3  # a rule line, then at most 3 bars
     bad = subprocess.run([*run, CODE, "--count", "0"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--count 0" in bad.stderr
+    unknown = subprocess.run([*run, "000001.SH"], capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 1 and "no market data for 000001.SH" in unknown.stderr
+
+
+def test_given_slow_then_failing_market_data_then_the_gateway_keeps_answering_and_says_why(
+    stack: Stack, moving: Proc
+) -> None:
+    stack.call(p.SimFault(fault="slow_xtdata", value=2.0))
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.linger = 0
+    dealer.connect(stack.commands_address)
+    try:
+        # one socket, in this order: the ping is answered while the bars wait on the broker
+        dealer.send(p.encode(p.QueryBars(stock_code=CODE)))
+        dealer.send(p.encode(p.Ping()))
+        assert dealer.poll(20_000)
+        assert isinstance(p.decode_reply(dealer.recv()), p.Pong)
+        assert dealer.poll(20_000)
+        bars = p.decode_reply(dealer.recv())
+        assert isinstance(bars, p.BarsReply) and bars.bars
+    finally:
+        dealer.close()
+    stack.call(p.SimFault(fault="clear"))
+    stack.call(p.SimFault(fault="fail_xtdata", value=1))
+    reply: p.ErrorReply = stack.call(p.QueryInstrument(stock_code=CODE))
+    assert reply.code == p.BROKER_ERROR
+    assert "could not give an instrument detail of 600000.SH" in reply.message
