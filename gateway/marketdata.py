@@ -15,7 +15,7 @@ def answer(broker: Any, cmd: p.QueryBars | p.QueryInstrument) -> Any:
     BROKER_ERROR with what went wrong."""
     try:
         if isinstance(cmd, p.QueryBars):
-            rows = broker.bars(cmd.stock_code, cmd.period, cmd.count)
+            rows = broker.bars(cmd.stock_code, cmd.period, cmd.count, cmd.start_time, cmd.end_time)
         else:
             detail = broker.instrument_detail(cmd.stock_code)
     except Exception as err:
@@ -25,7 +25,9 @@ def answer(broker: Any, cmd: p.QueryBars | p.QueryInstrument) -> Any:
     if isinstance(cmd, p.QueryBars):
         if rows is None:
             return _unknown(cmd.stock_code)
-        bars = [msgspec.convert(row, p.Bar) for row in rows[-cmd.count :]]
+        start, end = cmd.start_time, cmd.end_time or 2**63
+        inside = [row for row in rows if start <= row["time"] <= end]  # whatever the broker did
+        bars = [msgspec.convert(row, p.Bar) for row in inside[-cmd.count :]]
         return p.BarsReply(stock_code=cmd.stock_code, period=cmd.period, bars=bars)
     if detail is None:
         return _unknown(cmd.stock_code)

@@ -388,9 +388,14 @@ class Gateway:
 
     @_blocking(GatewayApi.bars)
     def bars(
-        self, stock_code: str, period: protocol.BarPeriod = "1d", count: int = 20
+        self,
+        stock_code: str,
+        period: protocol.BarPeriod = "1d",
+        count: int = 20,
+        start_time: int = 0,
+        end_time: int = 0,
     ) -> list[protocol.Bar]:
-        return run_blocking(self._api.bars(stock_code, period, count))
+        return run_blocking(self._api.bars(stock_code, period, count, start_time, end_time))
 
     @_blocking(GatewayApi.instrument)
     def instrument(self, stock_code: str) -> protocol.InstrumentReply:

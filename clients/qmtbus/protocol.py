@@ -550,11 +550,14 @@ BarPeriod = Literal["1m", "5m", "1d"]
 class QueryBars(_Msg, tag="query_bars", frozen=True, kw_only=True):
     """The last `count` bars of `stock_code` (1m, 5m or 1d), oldest first, as xtdata's
     get_market_data_ex gives them; the simulator's come from the prices its orders fill at.
-    NOT_FOUND names a code the broker does not know."""
+    `start_time`/`end_time` (epoch ms of a bar's start, 0: open) keep the bars of that time
+    range only (the last `count` of them). NOT_FOUND names a code the broker does not know."""
 
     stock_code: StockCode
     period: BarPeriod = "1d"
     count: Annotated[int, Meta(ge=1, le=5000)] = 20
+    start_time: Annotated[int, Meta(ge=0)] = 0
+    end_time: Annotated[int, Meta(ge=0)] = 0
 
 
 class QueryInstrument(_Msg, tag="query_instrument", frozen=True, kw_only=True):

@@ -32,21 +32,38 @@ DETAIL_FIELDS = (
 )
 
 
-def bars(xtdata: Any, stock_code: str, period: str, count: int) -> list[dict[str, Any]] | None:
-    """The last `count` bars of `stock_code`; None when xtdata does not know the code."""
+def bars(
+    xtdata: Any, stock_code: str, period: str, count: int, start_ms: int = 0, end_ms: int = 0
+) -> list[dict[str, Any]] | None:
+    """The last `count` bars of `stock_code` from `start_ms` to `end_ms` (epoch ms, 0: open);
+    None when xtdata does not know the code."""
     if not xtdata.get_instrument_detail(stock_code):
         return None
+    start, end = _text(start_ms), _text(end_ms)
     try:
-        xtdata.download_history_data(stock_code, period, "", "", incrementally=True)
+        xtdata.download_history_data(stock_code, period, start, end, incrementally=True)
     except Exception as err:  # what is held locally is still answered
         log.warning("xtdata download_history_data(%s, %s) failed: %s", stock_code, period, err)
     data = xtdata.get_market_data_ex(
-        list(BAR_FIELDS), [stock_code], period=period, count=count, dividend_type="none"
+        list(BAR_FIELDS),
+        [stock_code],
+        period=period,
+        start_time=start,
+        end_time=end,
+        count=count,
+        dividend_type="none",
     )
     frame = (data or {}).get(stock_code)
     if frame is None:
         return []
     return [_bar(row) for row in frame.to_dict("records")][-count:]
+
+
+def _text(ms: int) -> str:
+    """Epoch ms as xtdata's time text ("" for 0: open)."""
+    if not ms:
+        return ""
+    return dt.datetime.fromtimestamp(ms / 1000, SHANGHAI).strftime("%Y%m%d%H%M%S")
 
 
 def _bar(row: dict[str, Any]) -> dict[str, Any]:

@@ -145,8 +145,10 @@ class XtQuantBroker:
     def quote(self, stock_code: str) -> dict[str, Any] | None:
         return self._quotes.quote(stock_code)
 
-    def bars(self, stock_code: str, period: str, count: int) -> list[dict[str, Any]] | None:
-        return xtbars.bars(self._xtdata, stock_code, period, count)
+    def bars(
+        self, stock_code: str, period: str, count: int, start_ms: int = 0, end_ms: int = 0
+    ) -> list[dict[str, Any]] | None:
+        return xtbars.bars(self._xtdata, stock_code, period, count, start_ms, end_ms)
 
     def instrument_detail(self, stock_code: str) -> dict[str, Any] | None:
         return xtbars.instrument_detail(self._xtdata, stock_code)

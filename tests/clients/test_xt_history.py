@@ -38,10 +38,12 @@ class Source:
     """A fake of the bar source: three daily bars of CODE, recording what was asked."""
 
     def __init__(self) -> None:
-        self.asked: list[tuple[str, str, int]] = []
+        self.asked: list[tuple[str, str, int, int, int]] = []
 
-    def __call__(self, code: str, period: str, count: int) -> list[dict[str, Any]]:
-        self.asked.append((code, period, count))
+    def __call__(
+        self, code: str, period: str, count: int, start_ms: int, end_ms: int
+    ) -> list[dict[str, Any]]:
+        self.asked.append((code, period, count, start_ms, end_ms))
         if code != CODE:
             return []
         return [bar(MIDNIGHT + n * DAY_MS, 10.0 + n) for n in range(3)]
@@ -55,13 +57,15 @@ def test_given_bars_then_get_market_data_ex_indexes_them_by_xtdatas_time_text() 
     assert list(frame.columns) == ["close", "volume"]
     assert list(frame["close"]) == [10.0, 11.0, 12.0]
     assert frames["000001.SH"].empty  # a code nobody knows: no bars, as xtdata
-    assert source.asked[0] == (CODE, "1d", history.MAX_BARS)
+    assert source.asked[0] == (CODE, "1d", history.MAX_BARS, 0, 0)
     last = history.market_data_ex(source, [], CODE, "1d", count=2)[CODE]
     assert list(last.index) == ["20251206", "20251207"] and list(last.columns) == (
         history.BAR_FIELDS
     )
     window = history.market_data_ex(source, ["close"], [CODE], "1d", "20251206", "20251206")
     assert list(window[CODE]["close"]) == [11.0]
+    # the range goes to the source too: bars older than the last 5000 are reachable
+    assert source.asked[-1][3:] == (MIDNIGHT + DAY_MS, MIDNIGHT + 2 * DAY_MS - 1000)
 
 
 def test_given_bars_then_get_market_data_gives_a_frame_per_field_codes_by_times() -> None:

@@ -60,6 +60,9 @@ def test_given_minutes_then_5m_and_daily_bars_are_made_of_them() -> None:
     assert day["time"] == (T0 - 10 * 3600) * 1000  # Shanghai midnight
     assert (day["open"], day["high"], day["low"], day["close"]) == (10.0, 10.5, 9.7, 10.5)
     assert day["preClose"] == 9.9 and day["volume"] == 600
+    ranged = bars.bars(CODE, "1m", 10, (T0 + 120) * 1000, (T0 + 180) * 1000)
+    assert [b["time"] for b in ranged] == [(T0 + 120) * 1000, (T0 + 180) * 1000]
+    assert [b["time"] for b in bars.bars(CODE, "1m", 1, (T0 + 120) * 1000)] == [(T0 + 300) * 1000]
     with pytest.raises(ValueError, match="period '2m' is not one of 1m, 5m, 1d"):
         bars.bars(CODE, "2m", 5)
 
@@ -88,7 +91,7 @@ class FakeXtdata:
         self.calls.append(("download", code, period, kw))
 
     def get_market_data_ex(self, fields: list[str], codes: list[str], **kw: Any) -> Any:
-        self.calls.append(("read", tuple(codes), kw["period"], kw["count"]))
+        self.calls.append(("read", tuple(codes), kw["period"], kw["count"], kw["start_time"]))
         rows = [
             {"time": "20251205", "open": 10, "high": 11, "low": 9, "close": 10.5, "volume": 7},
             {"time": 1_764_950_400_000, "open": 10.5, "close": 10.6, "amount": 3.5},
@@ -98,10 +101,10 @@ class FakeXtdata:
 
 def test_given_xtdata_then_its_bars_and_detail_are_read_as_plain_values() -> None:
     xtdata = FakeXtdata()
-    got = xtbars.bars(xtdata, CODE, "1d", 2)
+    got = xtbars.bars(xtdata, CODE, "1d", 2, start_ms=T0 * 1000)
     assert xtdata.calls == [
         ("download", CODE, "1d", {"incrementally": True}),
-        ("read", (CODE,), "1d", 2),
+        ("read", (CODE,), "1d", 2, "20251205100000"),  # xtdata's time text, Shanghai
     ]
     assert got is not None and [b["time"] for b in got] == [1_764_864_000_000, 1_764_950_400_000]
     assert got[0]["volume"] == 7 and got[0]["preClose"] == 0.0 and got[1]["amount"] == 3.5
@@ -150,6 +153,15 @@ def test_given_a_fill_then_it_lies_inside_its_minute_and_daily_bar(
             (bar,) = [b for b in reply.bars if b.time <= at < b.time + seconds * 1000]
             assert bar.low <= fill.traded_price <= bar.high, (fill, bar)
             assert bar.volume >= fill.traded_volume
+        since = reply.bars[-1].time
+        ranged: p.BarsReply = stack.call(
+            p.QueryBars(stock_code=CODE, period=period, count=50, start_time=since)
+        )
+        assert ranged.bars and all(b.time >= since for b in ranged.bars)
+        before: p.BarsReply = stack.call(
+            p.QueryBars(stock_code=CODE, period=period, end_time=since - 1)
+        )
+        assert [b.time for b in before.bars] == [b.time for b in reply.bars[:-1]][-20:]
     daily: p.BarsReply = stack.call(p.QueryBars(stock_code=CODE, period="1d", count=3))
     today = daily.bars[-1]
     assert all(today.low <= f.traded_price <= today.high for f in fills())

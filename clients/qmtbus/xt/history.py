@@ -22,8 +22,9 @@ PERIODS = ("1m", "5m", "1d")
 MAX_BARS = 5000  # the most one query_bars carries
 A_SHARE_MARKETS = ("SH", "SZ", "BJ")
 
-# (stock_code, period, count) -> bars as dicts of protocol.Bar's fields, oldest first
-BarSource = Callable[[str, str, int], list[dict[str, Any]]]
+# (stock_code, period, count, start_ms, end_ms) -> bars as dicts of protocol.Bar's fields,
+# oldest first (the last `count` of those starting from start_ms to end_ms; 0: open)
+BarSource = Callable[[str, str, int, int, int], list[dict[str, Any]]]
 
 
 def _codes(stock_list: Iterable[str] | str) -> list[str]:
@@ -33,6 +34,14 @@ def _codes(stock_list: Iterable[str] | str) -> list[str]:
 def _time_text(ms: int, period: str) -> str:
     at = dt.datetime.fromtimestamp(ms / 1000, SHANGHAI)
     return at.strftime("%Y%m%d" if period == "1d" else "%Y%m%d%H%M%S")
+
+
+def _ms(text: str) -> int:
+    """A bound of _bound as epoch ms (0: open)."""
+    if not text or text.startswith("9999"):
+        return 0
+    at = dt.datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=SHANGHAI)
+    return int(at.timestamp() * 1000)
 
 
 def _bound(text: str, end: bool) -> str:
@@ -83,7 +92,7 @@ def market_data_ex(
         wanted = count if count and count > 0 else MAX_BARS
         rows = [
             (text, bar)
-            for bar in fetch(code, period, min(wanted, MAX_BARS))
+            for bar in fetch(code, period, min(wanted, MAX_BARS), _ms(low), _ms(high))
             if low <= (text := _time_text(bar["time"], period)).ljust(14, "0") <= high
         ]
         if count and count > 0:

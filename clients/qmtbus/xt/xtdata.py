@@ -112,9 +112,11 @@ def unsubscribe_quote(seq: int) -> None:
         sub.close()
 
 
-def _fetch_bars(stock_code: str, period: str, count: int) -> list[dict[str, Any]]:
+def _fetch_bars(
+    stock_code: str, period: str, count: int, start_ms: int, end_ms: int
+) -> list[dict[str, Any]]:
     try:
-        bars = _client().bars(stock_code, period, count)  # type: ignore[arg-type]
+        bars = _client().bars(stock_code, period, count, start_ms, end_ms)  # type: ignore[arg-type]
     except GatewayError as err:
         if err.code == protocol.NOT_FOUND:
             return []  # xtdata answers a code it does not know with no bars

@@ -50,9 +50,12 @@ class Bars:
     def holds(self, stock_code: str) -> bool:
         return bool(self._minutes.get(stock_code))
 
-    def bars(self, stock_code: str, period: str, count: int) -> list[dict[str, Any]]:
-        """The last `count` bars of `period` ("1m", "5m", "1d"), oldest first, in xtdata's
-        field names; `time` is the bar's start in epoch milliseconds."""
+    def bars(
+        self, stock_code: str, period: str, count: int, start_ms: int = 0, end_ms: int = 0
+    ) -> list[dict[str, Any]]:
+        """The last `count` bars of `period` ("1m", "5m", "1d") that start from `start_ms` to
+        `end_ms` (0: open), oldest first, in xtdata's field names; `time` is the bar's start
+        in epoch milliseconds."""
         if period not in PERIODS:
             raise ValueError(f"period {period!r} is not one of {', '.join(PERIODS)}")
         seconds = PERIODS[period]
@@ -67,7 +70,9 @@ class Bars:
                 bar[6] += row[6]
             else:
                 merged.append([start, *row[1:]])
-        return [_bar(row) for row in merged[-count:]] if count > 0 else []
+        end_ms = end_ms or 2**63
+        inside = [row for row in merged if start_ms <= row[0] * 1000 <= end_ms]
+        return [_bar(row) for row in inside[-count:]] if count > 0 else []
 
 
 def _bar(row: _Row) -> dict[str, Any]:

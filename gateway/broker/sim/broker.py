@@ -85,8 +85,10 @@ class SimBroker:
     def quote(self, stock_code: str) -> dict[str, Any] | None:
         return self.terminal.full_tick(stock_code)
 
-    def bars(self, stock_code: str, period: str, count: int) -> list[dict[str, Any]] | None:
-        return self.terminal.bars(stock_code, period, count)
+    def bars(
+        self, stock_code: str, period: str, count: int, start_ms: int = 0, end_ms: int = 0
+    ) -> list[dict[str, Any]] | None:
+        return self.terminal.bars(stock_code, period, count, start_ms, end_ms)
 
     def instrument_detail(self, stock_code: str) -> dict[str, Any] | None:
         return self.terminal.instrument_detail(stock_code)

@@ -169,13 +169,15 @@ class Market:
         quote.traded(price_m, volume)
         self.bars.add(quote.stock_code, price_m, volume, self._clock(), quote.prev_close_m)
 
-    def bars_of(self, stock_code: str, period: str, count: int) -> list[dict[str, Any]]:
+    def bars_of(
+        self, stock_code: str, period: str, count: int, start_ms: int = 0, end_ms: int = 0
+    ) -> list[dict[str, Any]]:
         """The symbol's last `count` bars; one that has not traded yet has this minute's bar
         at its price."""
         quote = self.quote(stock_code)
         if not self.bars.holds(stock_code):
             self.bars.add(stock_code, quote.last_m, 0, self._clock(), quote.prev_close_m)
-        return self.bars.bars(stock_code, period, count)
+        return self.bars.bars(stock_code, period, count, start_ms, end_ms)
 
     def known(self) -> list[str]:
         return list(self._quotes)

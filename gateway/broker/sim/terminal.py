@@ -362,14 +362,16 @@ class SimTerminal:
         with self._lock:
             return self._market.instrument(stock_code)
 
-    def bars(self, stock_code: str, period: str, count: int) -> list[dict[str, Any]] | None:
+    def bars(
+        self, stock_code: str, period: str, count: int, start_ms: int = 0, end_ms: int = 0
+    ) -> list[dict[str, Any]] | None:
         """The last `count` bars of `stock_code` from the prices it traded at (market.py);
         None outside the universe."""
         self._xtdata_call("get_market_data_ex")
         if not is_stock_code(stock_code):
             return None
         with self._lock:
-            return self._market.bars_of(stock_code, period, count)
+            return self._market.bars_of(stock_code, period, count, start_ms, end_ms)
 
     def instrument_detail(self, stock_code: str) -> dict[str, Any] | None:
         """xtdata.get_instrument_detail's fields for `stock_code`; None outside the universe."""

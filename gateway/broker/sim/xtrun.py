@@ -76,8 +76,10 @@ def sim_xtdata(sim: terminal.SimTerminal, config: Config) -> ModuleType:
 
         return not_simulated
 
-    def fetch(stock_code: str, period: str, count: int) -> list[dict[str, Any]]:
-        return sim.bars(stock_code, period, count) or []
+    def fetch(
+        stock_code: str, period: str, count: int, start_ms: int, end_ms: int
+    ) -> list[dict[str, Any]]:
+        return sim.bars(stock_code, period, count, start_ms, end_ms) or []
 
     get_market_data_ex, get_market_data = history.bind(fetch)
 
