@@ -348,13 +348,17 @@ export class Gateway {
   /**
    * The last `count` bars ("1m", "5m" or "1d") of `stock_code`, oldest first, in xtdata's
    * field names: time (the bar's start, ms), open, high, low, close, volume, amount,
-   * preClose. NOT_FOUND names a code the broker does not know.
+   * preClose. `start_time`/`end_time` (epoch ms of a bar's start) keep that range only.
+   * NOT_FOUND names a code the broker does not know.
    * @param {string} stock_code
-   * @param {{period?: "1m" | "5m" | "1d", count?: number}} [options]
+   * @param {{period?: "1m" | "5m" | "1d", count?: number, start_time?: number, end_time?: number}} [options]
    * @returns {Promise<Record<string, any>[]>}
    */
   async queryBars(stock_code, options = {}) {
+    /** @type {Record<string, any>} */
     const command = { type: "query_bars", stock_code, period: options.period ?? "1d", count: options.count ?? 20 }
+    if (options.start_time) command.start_time = options.start_time
+    if (options.end_time) command.end_time = options.end_time
     return (await this._call(command, "bars")).bars
   }
 

@@ -275,6 +275,8 @@ describe("bars and instrument detail", () => {
     assert.deepEqual(commands.received[0], { type: "query_bars", stock_code: "600000.SH", period: "1m", count: 5 })
     await gw.queryBars("600000.SH")
     assert.deepEqual(commands.received[1], { type: "query_bars", stock_code: "600000.SH", period: "1d", count: 20 })
+    await gw.queryBars("600000.SH", { start_time: 1764864000000 })
+    assert.equal(commands.received[2].start_time, 1764864000000)
     const detail = await gw.queryInstrument("600000.SH")
     assert.equal(detail.InstrumentName, "Sim 600000")
     assert.equal(detail.PreClose, 9.9)
