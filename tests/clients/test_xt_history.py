@@ -122,6 +122,7 @@ print("bars", len(frame), list(frame.columns), flush=True)
 print("index", frame.index[-1], flush=True)
 data = xtdata.get_market_data(["close"], ["600000.SH"], period="1d", count=1)
 print("daily", list(data["close"].index), len(data["close"].columns), flush=True)
+print("close", float(data["close"].iloc[0, -1]), flush=True)
 print("detail", json.dumps(xtdata.get_instrument_detail("600000.SH")), flush=True)
 print("unknown", xtdata.get_instrument_detail("000001.SH"), flush=True)
 print("dates", len(xtdata.get_trading_dates("SH", "20250101", "20251231")), flush=True)
@@ -163,6 +164,8 @@ def test_given_a_gateway_then_a_scripts_xtdata_history_calls_are_answered_over_t
         detail = check_history(script)
         reply: protocol.InstrumentReply = stack.call(protocol.QueryInstrument(stock_code=CODE))
         assert detail["PreClose"] == reply.PreClose
+        daily: protocol.BarsReply = stack.call(protocol.QueryBars(stock_code=CODE, count=1))
+        assert f"close {daily.bars[-1].close}" in script.lines  # a still market (SIM)
     finally:
         script.stop()
         gateway.stop()
