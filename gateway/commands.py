@@ -14,7 +14,7 @@ import msgspec
 
 from qmtbus import protocol as p
 from qmtbus.failpoints import failpoint
-from qmtbus.gateway.handoff import RunQuery
+from qmtbus.gateway.handoff import QueryMarketData, RunQuery
 from qmtbus.gateway.journal import NotHeld
 from qmtbus.gateway.window import refusal
 
@@ -157,6 +157,9 @@ def dispatch(server: Server, envelope: list[bytes], json: bool, cmd: p.Command) 
             return
         case p.QueryQuote():
             server.quotes.query(envelope, json, cmd)
+            return
+        case p.QueryBars() | p.QueryInstrument():
+            server.quotes.worker.submit(QueryMarketData(cmd, envelope, json))  # may block
             return
         case _:
             reply = p.ErrorReply(code=p.UNKNOWN_TYPE, message=f"unhandled request {cmd!r}")

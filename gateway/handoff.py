@@ -63,7 +63,16 @@ class QueryQuotes:
     stock_codes: list[str]
 
 
-QuoteJob = CheckQuotes | ChangeQuotes | QueryQuotes
+@dataclass(frozen=True, slots=True)
+class QueryMarketData:
+    """Bars or an instrument detail (gateway/marketdata.py): may block on the broker."""
+
+    command: p.QueryBars | p.QueryInstrument
+    envelope: list[bytes]
+    json: bool
+
+
+QuoteJob = CheckQuotes | ChangeQuotes | QueryQuotes | QueryMarketData
 
 # -- to the I/O thread ----------------------------------------------------------
 

@@ -28,11 +28,13 @@ import msgspec
 import zmq
 
 from qmtbus import protocol as p
+from qmtbus.gateway import marketdata
 from qmtbus.gateway.handoff import (
     Answer,
     ChangeQuotes,
     CheckQuotes,
     Item,
+    QueryMarketData,
     QueryQuotes,
     QuoteJob,
     QuotesChecked,
@@ -234,6 +236,8 @@ class QuoteWorker:
                 broker.subscribe_quotes(job.add)
         elif isinstance(job, QueryQuotes):
             self.post(Answer(job.envelope, job.json, self._query(job.stock_codes)))
+        elif isinstance(job, QueryMarketData):
+            self.post(Answer(job.envelope, job.json, marketdata.answer(broker, job.command)))
 
     def _query(self, codes: list[str]) -> Any:
         try:

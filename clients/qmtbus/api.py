@@ -19,6 +19,7 @@ from qmtbus.sansio import (
     Endpoint,
     cancel_command,
     check_reply,
+    check_stock_code,
     decode_or_raise,
     order_command,
     unreachable,
@@ -228,3 +229,29 @@ class GatewayApi:
         Retried."""
         command = protocol.QueryQuote(stock_codes=list(stock_codes))
         return (await self._call(command, protocol.QuotesReply)).quotes
+
+    async def bars(
+        self,
+        stock_code: str,
+        period: protocol.BarPeriod = "1d",
+        count: int = 20,
+        start_time: int = 0,
+        end_time: int = 0,
+    ) -> list[protocol.Bar]:
+        """The last `count` bars ("1m", "5m" or "1d") of `stock_code`, oldest first; with
+        `start_time`/`end_time` (epoch ms of a bar's start, 0: open) those of that range only.
+        NOT_FOUND for a code the broker does not know. Retried."""
+        command = protocol.QueryBars(
+            stock_code=check_stock_code(stock_code),
+            period=period,
+            count=count,
+            start_time=start_time,
+            end_time=end_time,
+        )
+        return (await self._call(command, protocol.BarsReply)).bars
+
+    async def instrument(self, stock_code: str) -> protocol.InstrumentReply:
+        """The instrument detail of `stock_code` (xtdata.get_instrument_detail's fields).
+        Retried."""
+        command = protocol.QueryInstrument(stock_code=check_stock_code(stock_code))
+        return await self._call(command, protocol.InstrumentReply)

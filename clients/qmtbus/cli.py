@@ -10,6 +10,7 @@ Errors are one sentence on stderr; `--json` prints msgspec JSON for scripts.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib
 import os
 import sys
@@ -22,6 +23,7 @@ import msgspec
 
 from qmtbus import cli_input, protocol, table
 from qmtbus.client import Gateway, RecorderClient
+from qmtbus.clock import SHANGHAI
 from qmtbus.config import CONFIG_ENV, Config, ConfigError, load_config
 from qmtbus.errors import GatewayError, GatewaySilent, GatewayUnreachable, RiskDenied
 from qmtbus.reach import check_listening
@@ -315,6 +317,30 @@ def cmd_quote(args: argparse.Namespace, config: Config) -> int:
     return OK
 
 
+def cmd_bars(args: argparse.Namespace, config: Config) -> int:
+    code = cli_input.stock_code(args.code)
+    if args.count < 1 or args.count > 5000:
+        _error(f"--count {args.count}: give a number of bars from 1 to 5000")
+        return USAGE
+    with _gateway(config) as gw:
+        bars = gw.bars(code, args.period, args.count)
+
+    def text() -> str:
+        shape = "%Y-%m-%d" if args.period == "1d" else "%Y-%m-%d %H:%M"
+        columns = ["time", "open", "high", "low", "close", "volume", "amount", "preClose"]
+        rows = [
+            [
+                dt.datetime.fromtimestamp(b.time / 1000, SHANGHAI).strftime(shape),
+                *(b.open, b.high, b.low, b.close, b.volume, b.amount, b.preClose),
+            ]
+            for b in bars
+        ]
+        return table.table(columns, rows) if rows else f"no {args.period} bars of {code} yet"
+
+    _out(args, bars, text)
+    return OK
+
+
 def cmd_ticks(args: argparse.Namespace, config: Config) -> int:
     codes = [cli_input.stock_code(c) for c in args.codes]
     silence = _silence(args)
@@ -480,6 +506,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="resume after this event (replayed from the journal)",
     )
     add("quote", cmd_quote, "the latest tick of some codes").add_argument("codes", nargs="+")
+    p = add("bars", cmd_bars, "the last bars of a code (1m, 5m or 1d), oldest first")
+    p.add_argument("code")
+    p.add_argument("--period", choices=["1m", "5m", "1d"], default="1d")
+    p.add_argument("--count", type=int, default=20, help="how many bars (default 20)")
     p = add("ticks", cmd_ticks, "print ticks of some codes as they come (Ctrl-C to stop)")
     p.add_argument("codes", nargs="+")
     p.add_argument("--count", type=int, help="stop after N ticks")

@@ -386,6 +386,21 @@ class Gateway:
     def quotes(self, stock_codes: Iterable[str]) -> list[protocol.TickEvent]:
         return run_blocking(self._api.quotes(stock_codes))
 
+    @_blocking(GatewayApi.bars)
+    def bars(
+        self,
+        stock_code: str,
+        period: protocol.BarPeriod = "1d",
+        count: int = 20,
+        start_time: int = 0,
+        end_time: int = 0,
+    ) -> list[protocol.Bar]:
+        return run_blocking(self._api.bars(stock_code, period, count, start_time, end_time))
+
+    @_blocking(GatewayApi.instrument)
+    def instrument(self, stock_code: str) -> protocol.InstrumentReply:
+        return run_blocking(self._api.instrument(stock_code))
+
     def quote_stream(self, *stock_codes: str, **kw: Any) -> QuoteStream:
         """A QuoteStream of these codes' ticks (subscribed now, renewed while read)."""
         from qmtbus.stream import QuoteStream

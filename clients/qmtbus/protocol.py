@@ -544,6 +544,29 @@ class QueryQuote(_Msg, tag="query_quote", frozen=True, kw_only=True):
     stock_codes: Annotated[list[StockCode], Meta(min_length=1, max_length=1000)]
 
 
+BarPeriod = Literal["1m", "5m", "1d"]
+
+
+class QueryBars(_Msg, tag="query_bars", frozen=True, kw_only=True):
+    """The last `count` bars of `stock_code` (1m, 5m or 1d), oldest first, as xtdata's
+    get_market_data_ex gives them; the simulator's come from the prices its orders fill at.
+    `start_time`/`end_time` (epoch ms of a bar's start, 0: open) keep the bars of that time
+    range only (the last `count` of them). NOT_FOUND names a code the broker does not know."""
+
+    stock_code: StockCode
+    period: BarPeriod = "1d"
+    count: Annotated[int, Meta(ge=1, le=5000)] = 20
+    start_time: Annotated[int, Meta(ge=0)] = 0
+    end_time: Annotated[int, Meta(ge=0)] = 0
+
+
+class QueryInstrument(_Msg, tag="query_instrument", frozen=True, kw_only=True):
+    """The instrument detail of `stock_code` (xtdata.get_instrument_detail's fields);
+    NOT_FOUND names a code the broker does not know."""
+
+    stock_code: StockCode
+
+
 Command = (
     Ping
     | GetStatus
@@ -564,6 +587,8 @@ Command = (
     | UnsubscribeQuotes
     | QueryQuote
     | ListEpochs
+    | QueryBars
+    | QueryInstrument
 )
 COMMAND_TYPES: tuple[type[Any], ...] = Command.__args__
 
@@ -696,6 +721,47 @@ class QuotesReply(_Msg, tag="quotes", frozen=True, kw_only=True):
     quotes: list[TickEvent] = []
 
 
+class Bar(Struct, frozen=True, kw_only=True):
+    """One bar, in xtdata's field names: `time` is the bar's start (epoch ms); prices in
+    CNY; `volume` in shares; `preClose` the close of the bar before."""
+
+    time: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: int
+    amount: float
+    preClose: float  # xtdata's names, as on tick events
+
+
+class BarsReply(_Msg, tag="bars", frozen=True, kw_only=True):
+    """Answer to `query_bars`: at most `count` bars, oldest first (fewer when the broker
+    holds fewer)."""
+
+    stock_code: str
+    period: str
+    bars: list[Bar] = []
+
+
+class InstrumentReply(_Msg, tag="instrument", frozen=True, kw_only=True):
+    """Answer to `query_instrument`, in xtdata.get_instrument_detail's field names: today's
+    previous close and limit prices, the price tick, the name and the exchange."""
+
+    stock_code: str
+    ExchangeID: str = ""  # xtdata's names
+    InstrumentID: str = ""
+    InstrumentName: str = ""
+    PreClose: float = 0.0
+    UpStopPrice: float = 0.0
+    DownStopPrice: float = 0.0
+    PriceTick: float = 0.0
+    VolumeMultiple: int = 1
+    OpenDate: str = ""
+    FloatVolume: float = 0.0
+    TotalVolume: float = 0.0
+
+
 class ErrorReply(_Msg, tag="error", frozen=True, kw_only=True):
     code: str
     message: str
@@ -718,6 +784,8 @@ Reply = (
     | QuotesAck
     | QuotesReply
     | EpochsReply
+    | BarsReply
+    | InstrumentReply
     | ErrorReply
 )
 REPLY_TYPES: tuple[type[Any], ...] = Reply.__args__
@@ -786,6 +854,8 @@ REPLY_OF: dict[type[Any], type[Any]] = {
     UnsubscribeQuotes: QuotesAck,
     QueryQuote: QuotesReply,
     ListEpochs: EpochsReply,
+    QueryBars: BarsReply,
+    QueryInstrument: InstrumentReply,
     SqlQuery: SqlResult,
     RecorderStatusQuery: RecorderStatus,
 }

@@ -29,7 +29,15 @@ REGENERATE = "python -m qmtbus.reference"
 REPLY_OF = p.REPLY_OF
 RECORDER_COMMAND_TYPES: tuple[type[Any], ...] = p.RecorderCommand.__args__
 RECORDER_REPLY_TYPES: tuple[type[Any], ...] = p.RecorderReply.__args__
-RECORDS: tuple[type[Any], ...] = (p.Asset, p.Order, p.Trade, p.Position, p.HeldEpoch, p.Lost)
+RECORDS: tuple[type[Any], ...] = (
+    p.Asset,
+    p.Order,
+    p.Trade,
+    p.Position,
+    p.HeldEpoch,
+    p.Lost,
+    p.Bar,
+)
 UNIONS: dict[str, Any] = {
     "Command": p.Command,
     "Reply": p.Reply,

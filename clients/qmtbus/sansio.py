@@ -46,6 +46,8 @@ RETRY_SAFE: frozenset[type[Any]] = frozenset(
         protocol.SubscribeQuotes,
         protocol.UnsubscribeQuotes,
         protocol.QueryQuote,
+        protocol.QueryBars,
+        protocol.QueryInstrument,
         protocol.SqlQuery,
         protocol.RecorderStatusQuery,
     }

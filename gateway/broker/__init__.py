@@ -96,6 +96,19 @@ class Broker(Protocol):
         or None when the broker does not know the code. May block."""
         ...
 
+    def bars(
+        self, stock_code: str, period: str, count: int, start_ms: int = 0, end_ms: int = 0
+    ) -> list[dict[str, Any]] | None:
+        """The last `count` bars ("1m", "5m", "1d") of `stock_code` starting from `start_ms` to
+        `end_ms` (epoch ms; 0: open), oldest first, as dicts of protocol.Bar's fields; None
+        when the broker does not know the code. May block: the gateway calls it on its
+        quote thread only."""
+        ...
+
+    def instrument_detail(self, stock_code: str) -> dict[str, Any] | None:
+        """xtdata.get_instrument_detail's dict for `stock_code` (None: not known). May block."""
+        ...
+
     def close(self) -> None: ...
 
 

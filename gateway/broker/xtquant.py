@@ -16,7 +16,7 @@ from collections.abc import Collection
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
-from qmtbus.gateway.broker import BrokerUnavailable, Instrument, NotSupported, TickSink
+from qmtbus.gateway.broker import BrokerUnavailable, Instrument, NotSupported, TickSink, xtbars
 from qmtbus.gateway.broker.instruments import InstrumentCache
 from qmtbus.gateway.broker.sessions import SessionIds
 from qmtbus.gateway.broker.xtload import load_xttrader
@@ -144,6 +144,14 @@ class XtQuantBroker:
 
     def quote(self, stock_code: str) -> dict[str, Any] | None:
         return self._quotes.quote(stock_code)
+
+    def bars(
+        self, stock_code: str, period: str, count: int, start_ms: int = 0, end_ms: int = 0
+    ) -> list[dict[str, Any]] | None:
+        return xtbars.bars(self._xtdata, stock_code, period, count, start_ms, end_ms)
+
+    def instrument_detail(self, stock_code: str) -> dict[str, Any] | None:
+        return xtbars.instrument_detail(self._xtdata, stock_code)
 
     def close(self) -> None:
         # Each trader is stopped by the gateway; the quote feed drops its subscriptions.

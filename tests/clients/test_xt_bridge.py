@@ -80,7 +80,7 @@ for call in (
     lambda: trader.query_credit_detail(acc),
     lambda: trader.fund_transfer(acc, 1, 100.0),
     lambda: trader.query_smart_algo_task(acc),
-    lambda: xtdata.get_market_data(["close"], ["600000.SH"], period="1d"),
+    lambda: xtdata.get_financial_data(["600000.SH"]),
 ):
     try:
         call()
@@ -113,7 +113,7 @@ def test_given_a_script_then_the_bridge_answers_as_miniqmt_and_refuses_what_it_d
         refused = [line for line in script.lines if line.startswith("refused:")]
         assert len(refused) == 4, script.output
         for name, line in zip(
-            ("query_credit_detail", "fund_transfer", "query_smart_algo_task", "get_market_data"),
+            ("query_credit_detail", "fund_transfer", "query_smart_algo_task", "get_financial_data"),
             refused,
             strict=True,
         ):

@@ -345,6 +345,33 @@ export class Gateway {
     return (await this._call({ type: "query_quote", stock_codes: codes }, "quotes")).quotes
   }
 
+  /**
+   * The last `count` bars ("1m", "5m" or "1d") of `stock_code`, oldest first, in xtdata's
+   * field names: time (the bar's start, ms), open, high, low, close, volume, amount,
+   * preClose. `start_time`/`end_time` (epoch ms of a bar's start) keep that range only.
+   * NOT_FOUND names a code the broker does not know.
+   * @param {string} stock_code
+   * @param {{period?: "1m" | "5m" | "1d", count?: number, start_time?: number, end_time?: number}} [options]
+   * @returns {Promise<Record<string, any>[]>}
+   */
+  async queryBars(stock_code, options = {}) {
+    /** @type {Record<string, any>} */
+    const command = { type: "query_bars", stock_code, period: options.period ?? "1d", count: options.count ?? 20 }
+    if (options.start_time) command.start_time = options.start_time
+    if (options.end_time) command.end_time = options.end_time
+    return (await this._call(command, "bars")).bars
+  }
+
+  /**
+   * The instrument detail of `stock_code`, in xtdata.get_instrument_detail's field names
+   * (InstrumentName, ExchangeID, PreClose, UpStopPrice, DownStopPrice, PriceTick, ...).
+   * @param {string} stock_code
+   * @returns {Promise<Record<string, any>>} `instrument`
+   */
+  queryInstrument(stock_code) {
+    return this._call({ type: "query_instrument", stock_code }, "instrument")
+  }
+
   /** Close the socket. Safe to call twice. */
   close() {
     this._closed = true

@@ -251,6 +251,43 @@ describe("Gateway", () => {
   })
 })
 
+describe("bars and instrument detail", () => {
+  /** @type {Array<() => unknown>} */
+  const cleanups = []
+  after(async () => {
+    for (const cleanup of cleanups) await cleanup()
+  })
+
+  test("queryBars sends the period and count and returns the bars; queryInstrument the detail", async () => {
+    const bar = { time: 1764864000000, open: 10, high: 10.2, low: 9.8, close: 10.1, volume: 300, amount: 3030, preClose: 9.9 }
+    const commands = await fakeCommands((request) => {
+      if (request.type === "query_bars") {
+        if (request.stock_code === "000001.SH") {
+          return { type: "error", code: "NOT_FOUND", message: "no market data for 000001.SH: the broker does not know it" }
+        }
+        return { type: "bars", stock_code: request.stock_code, period: request.period, bars: [bar] }
+      }
+      return { type: "instrument", stock_code: request.stock_code, InstrumentName: "Sim 600000", PreClose: 9.9 }
+    })
+    const gw = new Gateway({ address: commands.address })
+    cleanups.push(() => gw.close(), commands.close)
+    assert.deepEqual(await gw.queryBars("600000.SH", { period: "1m", count: 5 }), [bar])
+    assert.deepEqual(commands.received[0], { type: "query_bars", stock_code: "600000.SH", period: "1m", count: 5 })
+    await gw.queryBars("600000.SH")
+    assert.deepEqual(commands.received[1], { type: "query_bars", stock_code: "600000.SH", period: "1d", count: 20 })
+    await gw.queryBars("600000.SH", { start_time: 1764864000000 })
+    assert.equal(commands.received[2].start_time, 1764864000000)
+    const detail = await gw.queryInstrument("600000.SH")
+    assert.equal(detail.InstrumentName, "Sim 600000")
+    assert.equal(detail.PreClose, 9.9)
+    await assert.rejects(gw.queryBars("000001.SH"), (err) => {
+      assert.ok(err instanceof QmtbusError)
+      assert.equal(err.code, "NOT_FOUND")
+      return true
+    })
+  })
+})
+
 describe("EventStream", () => {
   /** @type {Array<() => unknown>} */
   const cleanups = []

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import traceback
 from collections.abc import Sequence
 
 from qmtbus.config import ConfigError
+
+SIM_RUNNER = "qmtbus.gateway.broker.sim.xtrun"  # run, never imported: qmtbus imports no gateway
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,10 +28,35 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="seconds of silence before the script's on_disconnected (default 60)",
     )
-    run.add_argument("--sim", action="store_true", help=argparse.SUPPRESS)
+    run.add_argument(
+        "--sim",
+        action="store_true",
+        help="no gateway: a private in-process simulated miniQMT (docs/xtquant.md)",
+    )
+    run.add_argument(
+        "--account", default=None, help="with --sim: the simulated account (gateway.account_id)"
+    )
+    run.add_argument(
+        "--data", default=None, help="with --sim: keep the simulator's books in this folder"
+    )
     run.add_argument("script", help="the xtquant script")
     run.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
     return parser
+
+
+def run_sim(args: argparse.Namespace, config: str | None) -> int:
+    """Re-execute as the simulator's own runner (the gateway package's module, which this
+    package must not import): same interpreter, same process on POSIX."""
+    command = [sys.executable, "-m", SIM_RUNNER]
+    for flag, value in (("--config", config), ("--account", args.account), ("--data", args.data)):
+        if value is not None:
+            command += [flag, value]
+    command += ["--", args.script, *args.args]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":
+        os.execv(sys.executable, command)  # signals to this process reach the script
+    return subprocess.call(command)
 
 
 def main(argv: Sequence[str] | None = None, config: str | None = None) -> int:
@@ -36,11 +64,9 @@ def main(argv: Sequence[str] | None = None, config: str | None = None) -> int:
     from qmtbus import xt
 
     if args.sim:
-        print(
-            "qmtbus xt: --sim is not available yet; start a gateway (python -m "
-            "qmtbus.gateway, broker = 'sim') and run without --sim",
-            file=sys.stderr,
-        )
+        return run_sim(args, args.config or config)
+    if args.account is not None or args.data is not None:
+        print("qmtbus xt: --account and --data go with --sim only", file=sys.stderr)
         return 2
     if args.gone_after is not None:
         os.environ[xt.GONE_AFTER_ENV] = str(args.gone_after)

@@ -1,5 +1,7 @@
 """`xtquant.xtdata` over the bus, the part strategies use first: full ticks and tick
-subscriptions, from the gateway's quote commands (docs/quotes.md).
+subscriptions, from the gateway's quote commands (docs/quotes.md); bars (1m, 5m, 1d) and
+instrument details from query_bars and query_instrument; trading dates from qmtbus's
+calendar.
 
 Every other xtdata function raises NotImplementedError naming it, never a silent None.
 """
@@ -15,8 +17,11 @@ from typing import Any
 import msgspec
 
 from qmtbus import protocol
+from qmtbus.calendar import TradingCalendar, load_calendar
 from qmtbus.client import Gateway
 from qmtbus.config import Config, load_config
+from qmtbus.errors import GatewayError
+from qmtbus.xt import history
 
 log = logging.getLogger("qmtbus.xt.xtdata")
 
@@ -107,6 +112,57 @@ def unsubscribe_quote(seq: int) -> None:
         sub.close()
 
 
+def _fetch_bars(
+    stock_code: str, period: str, count: int, start_ms: int, end_ms: int
+) -> list[dict[str, Any]]:
+    try:
+        bars = _client().bars(stock_code, period, count, start_ms, end_ms)  # type: ignore[arg-type]
+    except GatewayError as err:
+        if err.code == protocol.NOT_FOUND:
+            return []  # xtdata answers a code it does not know with no bars
+        raise
+    return [msgspec.structs.asdict(bar) for bar in bars]
+
+
+# {stock_code: DataFrame of bars} and {field: DataFrame, codes by times}, from the
+# gateway's query_bars (1m, 5m, 1d; unadjusted), with xtdata's signatures
+get_market_data_ex, get_market_data = history.bind(_fetch_bars)
+
+
+def get_instrument_detail(stock_code: str, iscomplete: bool = False) -> dict[str, Any] | None:
+    """The gateway's query_instrument, as xtdata's dict; None for a code it does not know."""
+    try:
+        reply = _client().instrument(stock_code)
+    except GatewayError as err:
+        if err.code == protocol.NOT_FOUND:
+            return None
+        raise
+    fields = msgspec.structs.asdict(reply)
+    fields.pop("stock_code", None)
+    return fields
+
+
+_calendar: TradingCalendar | None = None
+
+
+def get_trading_dates(
+    market: str, start_time: str = "", end_time: str = "", count: int = -1
+) -> list[int]:
+    """Trading days from qmtbus's calendar (exchange_calendars XSHG and [calendar] of the
+    config), as epoch ms of Shanghai midnights; A-share markets only."""
+    global _calendar
+    with _lock:
+        if _calendar is None:
+            config = CONFIG if CONFIG is not None else load_config(None)
+            # xtquant.xtdata is this module here: no miniQMT calendar lies below it
+            gateway = msgspec.structs.replace(config.gateway, broker="sim")
+            _calendar = load_calendar(msgspec.structs.replace(config, gateway=gateway))
+        calendar = _calendar
+    return history.trading_dates(
+        calendar.is_trading_day, calendar.first_day, market, start_time, end_time, count
+    )
+
+
 def __getattr__(name: str) -> Any:
     if name.startswith("__"):
         raise AttributeError(name)
@@ -114,7 +170,8 @@ def __getattr__(name: str) -> Any:
     def not_carried(*_: Any, **__: Any) -> Any:
         raise NotImplementedError(
             f"xtdata.{name} is not carried by the qmtbus bus (get_full_tick, "
-            "subscribe_quote(period='tick') and unsubscribe_quote are)"
+            "subscribe_quote(period='tick'), unsubscribe_quote, get_market_data(_ex), "
+            "get_instrument_detail and get_trading_dates are)"
         )
 
     return not_carried

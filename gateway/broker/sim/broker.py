@@ -85,6 +85,14 @@ class SimBroker:
     def quote(self, stock_code: str) -> dict[str, Any] | None:
         return self.terminal.full_tick(stock_code)
 
+    def bars(
+        self, stock_code: str, period: str, count: int, start_ms: int = 0, end_ms: int = 0
+    ) -> list[dict[str, Any]] | None:
+        return self.terminal.bars(stock_code, period, count, start_ms, end_ms)
+
+    def instrument_detail(self, stock_code: str) -> dict[str, Any] | None:
+        return self.terminal.instrument_detail(stock_code)
+
     def close(self) -> None:
         self._instruments.close()
         self.terminal.close()

@@ -16,12 +16,16 @@ import math
 import os
 import random
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
+from typing import Any
 
 from qmtbus.gateway import ashare
 from qmtbus.gateway.broker import Instrument
+from qmtbus.gateway.broker.sim.bars import Bars
 
 MILS = 1000
 # The simulator's universe: the number ranges the exchanges issue to A-share stocks and
@@ -126,8 +130,11 @@ class Market:
         tick_file: str,
         state_file: Path,
         day: str,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._seed = seed
+        self._clock = clock
+        self.bars = Bars()  # every trade below lands in its minute's bar
         self._volatility = volatility
         self._depth = depth_volume
         self._state_file = state_file
@@ -158,6 +165,20 @@ class Market:
             self._quotes[stock_code] = quote
         return quote
 
+    def _traded(self, quote: Quote, price_m: int, volume: int) -> None:
+        quote.traded(price_m, volume)
+        self.bars.add(quote.stock_code, price_m, volume, self._clock(), quote.prev_close_m)
+
+    def bars_of(
+        self, stock_code: str, period: str, count: int, start_ms: int = 0, end_ms: int = 0
+    ) -> list[dict[str, Any]]:
+        """The symbol's last `count` bars; one that has not traded yet has this minute's bar
+        at its price."""
+        quote = self.quote(stock_code)
+        if not self.bars.holds(stock_code):
+            self.bars.add(stock_code, quote.last_m, 0, self._clock(), quote.prev_close_m)
+        return self.bars.bars(stock_code, period, count, start_ms, end_ms)
+
     def known(self) -> list[str]:
         return list(self._quotes)
 
@@ -172,7 +193,7 @@ class Market:
             self._tick_pos += 1
             quote = self.quote(code)
             quote.last_m = quote.clamp(quote.on_tick(price_m))
-            quote.traded(quote.last_m, 0)
+            self._traded(quote, quote.last_m, 0)
             return list(self._quotes)
         for quote in self._quotes.values():
             z = noise(self._seed, quote.stock_code, quote.step)
@@ -181,7 +202,7 @@ class Market:
             quote.fair_m = min(float(quote.up_m), max(float(quote.down_m), fair))
             quote.last_m = quote.clamp(quote.on_tick(round(quote.fair_m)))
             # The rest of the market trades at the new price, more on bigger moves.
-            quote.traded(quote.last_m, 100 * round(STEP_VOLUME * abs(z) / 100))
+            self._traded(quote, quote.last_m, 100 * round(STEP_VOLUME * abs(z) / 100))
         return list(self._quotes)
 
     def set_price(self, stock_code: str, price: float) -> tuple[Quote, bool]:
@@ -191,7 +212,7 @@ class Market:
         quote.last_m = quote.clamp(wanted)
         quote.fair_m = float(quote.last_m)
         quote.buy_depth = quote.sell_depth = self._depth
-        quote.traded(quote.last_m, 0)
+        self._traded(quote, quote.last_m, 0)
         return quote, quote.last_m != wanted
 
     def take(self, stock_code: str, is_buy: bool, want: int) -> int:
@@ -204,7 +225,7 @@ class Market:
             got = min(want, quote.sell_depth)
             quote.sell_depth -= got
         if got:
-            quote.traded(quote.last_m, got)
+            self._traded(quote, quote.last_m, got)
         return got
 
     def roll_day(self, day: str) -> None:

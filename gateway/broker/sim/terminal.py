@@ -45,10 +45,22 @@ def terminal_key(path: str | Path) -> str:
     return str(Path(path).resolve())
 
 
+_any_path: SimTerminal | None = None  # set only by `xtrun`: its one terminal answers any path
+
+
 def lookup(path: str | Path) -> SimTerminal | None:
-    """The running terminal for `path`, as a trader's connect() finds it."""
+    """The running terminal for `path`, as a trader's connect() finds it (else the terminal
+    that answers any path, if one was set by serve_any_path)."""
     with _registry_lock:
-        return _registry.get(terminal_key(path))
+        return _registry.get(terminal_key(path), _any_path)
+
+
+def serve_any_path(terminal: SimTerminal | None) -> None:
+    """Let `terminal` answer a trader built with any path (None: no longer). For
+    `python -m qmtbus.gateway.broker.sim.xtrun`, whose script names miniQMT's own folder."""
+    global _any_path
+    with _registry_lock:
+        _any_path = terminal
 
 
 class SimTerminal:
@@ -107,6 +119,7 @@ class SimTerminal:
             tick_file=self._config.tick_file,
             state_file=self.directory / "market.json",
             day=today,
+            clock=self._clock,
         )
         fees = ashare.Fees(
             commission_rate=self._config.commission_rate,
@@ -349,6 +362,34 @@ class SimTerminal:
         with self._lock:
             return self._market.instrument(stock_code)
 
+    def bars(
+        self, stock_code: str, period: str, count: int, start_ms: int = 0, end_ms: int = 0
+    ) -> list[dict[str, Any]] | None:
+        """The last `count` bars of `stock_code` from the prices it traded at (market.py);
+        None outside the universe."""
+        self._xtdata_call("get_market_data_ex")
+        if not is_stock_code(stock_code):
+            return None
+        with self._lock:
+            return self._market.bars_of(stock_code, period, count, start_ms, end_ms)
+
+    def instrument_detail(self, stock_code: str) -> dict[str, Any] | None:
+        """xtdata.get_instrument_detail's fields for `stock_code`; None outside the universe."""
+        found = self.instrument(stock_code)
+        if found is None:
+            return None
+        code, exchange = stock_code.split(".")
+        return {
+            "ExchangeID": exchange,
+            "InstrumentID": code,
+            "InstrumentName": found.instrument_name,
+            "PreClose": found.prev_close,
+            "UpStopPrice": found.up_stop_price,
+            "DownStopPrice": found.down_stop_price,
+            "PriceTick": found.price_tick,
+            "VolumeMultiple": 1,
+        }
+
     def set_price(self, stock_code: str, price: float) -> str:
         with self._lock:
             now = self._clock()
@@ -412,6 +453,7 @@ class SimTerminal:
 
     def close(self) -> None:
         """Stop the market and release the book; sessions still open just go dead."""
+        global _any_path
         with self._lock:
             if self._closed:
                 return
@@ -429,6 +471,8 @@ class SimTerminal:
         with _registry_lock:
             if _registry.get(terminal_key(self.directory)) is self:
                 del _registry[terminal_key(self.directory)]
+            if _any_path is self:
+                _any_path = None
             _unlock_directory(self._file_lock)
 
 
