@@ -258,6 +258,15 @@ class Book:
             error_first = fault == "reject_error_first"
             return order_id, self._reject(state, rejection, seq, respond, error_first)
 
+        if respond:
+            self._pushes.append(
+                Push("on_order_stock_async_response", self._response(state, seq), True)
+            )
+        # The counter takes it (48), queues it for the exchange (49), the exchange has it (50,
+        # with its sysid), as a real terminal may push them.
+        for status in (xt.ORDER_UNREPORTED, xt.ORDER_WAIT_REPORTING):
+            state.order_status = status
+            self._push_order(state)
         state.order_sysid = f"S{self._next_sysid:06d}"
         self._next_sysid += 1
         self._by_sysid[state.order_sysid] = order_id
@@ -272,10 +281,6 @@ class Book:
             held.can_use_volume -= order_volume
             held.frozen_volume += order_volume
             self._dirty_positions[stock_code] = held
-        if respond:
-            self._pushes.append(
-                Push("on_order_stock_async_response", self._response(state, seq), True)
-            )
         self._push_order(state)
         self._resting.setdefault(stock_code, []).append(order_id)
         if phase == "continuous":
