@@ -352,7 +352,9 @@ def test_given_a_tick_storm_then_every_order_event_arrives_in_order_and_acks_sta
             assert ("OrderResponseEvent", None) in kinds, kinds
             assert ("TradeEvent", None) in kinds, kinds
             statuses = [s for k, s in kinds if k == "OrderEvent"]
-            assert statuses[0] == p.ORDER_REPORTED and statuses[-1] == p.ORDER_SUCCEEDED, kinds
+            assert p.ORDER_REPORTED in statuses and statuses[-1] == p.ORDER_SUCCEEDED, kinds
+            before = statuses[: statuses.index(p.ORDER_REPORTED)]
+            assert before in ([], [48], [49], [48, 49]), kinds  # unreported, then waiting
         assert not [e for e in events.events if isinstance(e, p.TickEvent)]
         assert stack.call(p.GetStatus()).state == "ready"
     finally:
