@@ -132,6 +132,7 @@ def stamp_duty_applies(stock_code: str) -> bool:
 
 # The exchanges take no cancels in the last minutes of each call auction.
 _NO_CANCEL = ((dt.time(9, 20), dt.time(9, 25)), (dt.time(14, 57), dt.time(15, 0)))
+_SHANGHAI = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")  # no summer time since 1991
 
 
 def cancel_refused(t: dt.time) -> str | None:
@@ -143,6 +144,16 @@ def cancel_refused(t: dt.time) -> str | None:
                 "(call auction); cancel after the auction"
             )
     return None
+
+
+def cancel_window(now: dt.datetime) -> str | None:
+    """Why the exchange refuses a cancel at `now` (an aware datetime, any zone), naming the
+    window, or None: 09:20-09:25 and 14:57-15:00 Shanghai time on weekdays (exchange
+    holidays take no cancels either way)."""
+    local = now.astimezone(_SHANGHAI)
+    if local.weekday() >= 5:
+        return None
+    return cancel_refused(local.time())
 
 
 def on_tick(price: float, tick: float) -> bool:

@@ -25,9 +25,15 @@ from qmtbus.gateway.store import ClientOrder, Ledger, fill_key
 log = logging.getLogger("gateway.book")
 
 
-def _progress(status: int, traded_volume: int) -> tuple[int, int]:
-    """Orders only move forward: more volume traded, then final beats live."""
-    return traded_volume, 1 if status in p.FINAL_ORDER_STATUSES else 0
+# Before the exchange has it, an order is unreported (48), then waits to be reported (49).
+_REPORTING_RANK = {p.ORDER_UNREPORTED: 0, p.ORDER_WAIT_REPORTING: 1}
+
+
+def _progress(status: int, traded_volume: int) -> tuple[int, int, int]:
+    """Orders only move forward: more volume traded, then final beats live, then reported
+    (50 and later) beats waiting to be reported (49) beats unreported (48)."""
+    final = 1 if status in p.FINAL_ORDER_STATUSES else 0
+    return traded_volume, final, _REPORTING_RANK.get(status, 2)
 
 
 class Book:

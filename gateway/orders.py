@@ -18,12 +18,15 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
 
 from qmtbus import protocol as p
+from qmtbus.clock import shanghai
+from qmtbus.gateway import ashare
 from qmtbus.gateway.book import Book
 from qmtbus.gateway.handoff import Job, SendCancel, SendOrder
 from qmtbus.gateway.outcome import order_outcome
@@ -64,10 +67,23 @@ class Waiter:
 
 
 class OrderDesk:
+    """`clock` (epoch seconds) is a port: with `cancel_windows`, cancels in the exchange's
+    no-cancel windows (ashare.cancel_window) are refused before anything is sent."""
+
     def __init__(
-        self, bus: Bus, book: Book, risk: Risk, *, reply_timeout: float, max_in_flight: int
+        self,
+        bus: Bus,
+        book: Book,
+        risk: Risk,
+        *,
+        reply_timeout: float,
+        max_in_flight: int,
+        cancel_windows: bool = False,
+        clock: Callable[[], float] = time.time,
     ):
         self.bus = bus
+        self.cancel_windows = cancel_windows
+        self.clock = clock
         self.book = book
         self.risk = risk
         self.timeout = reply_timeout
@@ -126,6 +142,10 @@ class OrderDesk:
                 bus.reply(envelope, json, _error(p.NOT_FOUND, message))
                 return
             order_id = rec.order_id
+        window = ashare.cancel_window(shanghai(self.clock())) if self.cancel_windows else None
+        if window is not None:
+            bus.reply(envelope, json, _error(p.RISK_DENIED, f"cancel not sent: {window}"))
+            return
         refusal = bus.refusal("cancel not sent")
         if refusal is not None and refusal.code != p.DISK_FULL:  # cancels pass a full disk
             bus.reply(envelope, json, refusal)

@@ -129,6 +129,7 @@ class Server:
             self.risk,
             reply_timeout=g.order_reply_timeout,
             max_in_flight=g.max_in_flight_per_client,
+            cancel_windows=g.broker == "xtquant" or config.sim.market_hours,
         )
         self.quotes = QuoteDesk(self, self.quotes_pub)
         self._rebuild()

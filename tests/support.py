@@ -123,7 +123,8 @@ class Stack:
                 "data_dir": str(self.data_dir),
                 "journal_fsync_interval": 0.2,
             },
-            "sim": {"tick_interval": 0.1},
+            # no spread: fills at the last price, which tests can pin (volatility 0)
+            "sim": {"tick_interval": 0.1, "spread_ticks": 0},
             "recorder": {
                 "database": str(self.data_dir / "qmtbus.duckdb"),
                 "query_address": self.query_address,

@@ -21,6 +21,7 @@ CONFIG_ENV = "QMTBUS_CONFIG"
 PositiveFloat = Annotated[float, Meta(gt=0)]
 NonNegFloat = Annotated[float, Meta(ge=0)]
 PositiveInt = Annotated[int, Meta(gt=0)]
+NonNegInt = Annotated[int, Meta(ge=0)]
 
 
 class ConfigError(Exception):
@@ -92,11 +93,15 @@ class SimConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True)
     transfer_fee_rate: NonNegFloat = 0.00001
     market_hours: bool = False
     tick_interval: PositiveFloat = 0.5
-    # per step of the walk: 0.00005 every 0.5 s moves a price about 2% a day, round the clock
-    volatility: NonNegFloat = 0.00005
+    # per step of the walk in the sessions (a tenth of it outside them: a quiet overnight):
+    # 0.000115 every 0.5 s moves a price about 2% a day
+    volatility: NonNegFloat = 0.000115
     tick_file: str = ""
     # volume available at the best price per tick; larger orders fill in parts
     depth_volume: PositiveInt = 10_000
+    # ticks between bid1 and ask1; buys fill at the asks, sells at the bids, five levels
+    # of depth_volume each (0: bid1 = ask1 = the last price, one level)
+    spread_ticks: NonNegInt = 1
     callback_delay: NonNegFloat = 0.0
     # seconds between `tick` events of each subscribed symbol (xtdata's level-1
     # snapshots come every 3 s); prices move every tick_interval

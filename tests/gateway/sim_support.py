@@ -136,8 +136,9 @@ class Recorder:
 
 
 def sim_config(data_dir: Path, **sim: Any) -> Config:
-    """Defaults for tests: the market thread idles (tests move prices themselves)."""
-    values: dict[str, Any] = {"tick_interval": 3600.0, "seed": 7}
+    """Defaults for tests: the market thread idles (tests move prices themselves) and the
+    book has no spread (fills at the last price)."""
+    values: dict[str, Any] = {"tick_interval": 3600.0, "seed": 7, "spread_ticks": 0}
     values.update(sim)
     return Config(gateway=GatewayConfig(data_dir=str(data_dir)), sim=SimConfig(**values))
 

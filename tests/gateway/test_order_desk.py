@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -9,6 +10,7 @@ import msgspec
 import pytest
 
 from qmtbus import protocol as p
+from qmtbus.clock import SHANGHAI
 from qmtbus.gateway.book import Book
 from qmtbus.gateway.handoff import Job, SendCancel, SendOrder, Snapshot
 from qmtbus.gateway.orders import OrderDesk
@@ -69,13 +71,38 @@ class FakeRisk:
         self.counted += orders
 
 
-def desk(journal: list[p.Event] | None = None) -> tuple[OrderDesk, FakeBus]:
-    """A desk whose ledger is rebuilt from `journal` (a previous process's events)."""
+class FakeClock:
+    """Epoch seconds the test sets: the desk's clock port."""
+
+    def __init__(self, when: dt.datetime = dt.datetime(2026, 12, 7, 10, 0, tzinfo=SHANGHAI)):
+        self.t = when.timestamp()
+
+    def __call__(self) -> float:
+        return self.t
+
+    def set(self, hh: int, mm: int, ss: int = 0) -> None:
+        self.t = dt.datetime(2026, 12, 7, hh, mm, ss, tzinfo=SHANGHAI).timestamp()
+
+
+def desk(
+    journal: list[p.Event] | None = None, clock: FakeClock | None = None
+) -> tuple[OrderDesk, FakeBus]:
+    """A desk whose ledger is rebuilt from `journal` (a previous process's events); with a
+    clock, it keeps the exchange's no-cancel windows."""
     book = Book(lambda: DAY, lambda code: None)
     for event in journal or []:
         book.apply(event)
     bus = FakeBus(book)
-    return OrderDesk(bus, book, FakeRisk(), reply_timeout=1.0, max_in_flight=10), bus
+    d = OrderDesk(
+        bus,
+        book,
+        FakeRisk(),
+        reply_timeout=1.0,
+        max_in_flight=10,
+        cancel_windows=clock is not None,
+        clock=clock or FakeClock(),
+    )
+    return d, bus
 
 
 def place(d: OrderDesk, coid: str) -> None:
@@ -232,3 +259,62 @@ def test_given_events_applied_again_to_a_new_ledger_then_the_same_state() -> Non
     live = d.book.ledger
     assert fresh.client_orders == live.client_orders
     assert fresh.fills == live.fills and fresh.known_orders == live.known_orders
+
+
+def test_given_the_closing_call_auction_then_a_cancel_is_refused_naming_it_and_not_sent() -> None:
+    clock = FakeClock()
+    d, bus = desk(clock=clock)
+    place(d, "c-1")
+    d.on_broker_event(response("c-1", 7))
+    jobs = len(bus.jobs)
+    for hh, mm, ss, window in (
+        (14, 57, 0, "14:57 and 15:00"),
+        (14, 59, 59, "14:57 and 15:00"),
+        (9, 20, 0, "09:20 and 09:25"),
+        (9, 24, 59, "09:20 and 09:25"),
+    ):
+        clock.set(hh, mm, ss)
+        d.cancel(ENVELOPE, False, p.CancelOrder(client_order_id="c-1"))
+        assert bus.replies[-1].code == p.RISK_DENIED
+        assert f"no cancels between {window}" in bus.replies[-1].message
+        assert len(bus.jobs) == jobs, f"a cancel was sent at {hh}:{mm}:{ss}"
+    for hh, mm, ss in ((9, 25, 0), (14, 56, 59), (15, 0, 0)):
+        clock.set(hh, mm, ss)
+        d.cancel(ENVELOPE, False, p.CancelOrder(order_id=7))
+        assert bus.jobs[-1] == SendCancel(7) and len(bus.jobs) == jobs + 1
+        jobs += 1
+
+
+def test_given_no_cancel_windows_then_a_cancel_at_1458_is_sent() -> None:
+    d, bus = desk()
+    d.clock = FakeClock(dt.datetime(2026, 12, 7, 14, 58, tzinfo=SHANGHAI))
+    place(d, "c-1")
+    d.on_broker_event(response("c-1", 7))
+    d.cancel(ENVELOPE, False, p.CancelOrder(client_order_id="c-1"))
+    assert isinstance(bus.jobs[-1], SendCancel)
+
+
+def order_event(order_id: int, status: int, traded: int = 0) -> p.OrderEvent:
+    return p.OrderEvent(
+        stock_code="600000.SH",
+        order_id=order_id,
+        order_type=23,
+        order_volume=100,
+        price=10.0,
+        order_status=status,
+        traded_volume=traded,
+        order_remark="c-1",
+    )
+
+
+def test_given_48_49_50_then_each_is_published_in_order_and_a_late_49_is_not() -> None:
+    d, bus = desk()
+    published = []
+    for status in (48, 49, 50, 49, 48, 50):
+        ev = d.book.accept_order(order_event(7, status))
+        if ev is not None:
+            bus.emit(ev)
+            published.append(status)
+    assert published == [48, 49, 50]
+    assert d.book.accept_order(order_event(7, 49)) is None
+    assert d.book.accept_order(order_event(7, 55, traded=100)) is not None

@@ -138,3 +138,30 @@ def test_given_market_hours_then_no_cancel_is_taken_between_0920_and_0925(tmp_pa
         clock.t = dt.datetime(2026, 11, 24, 9, 26, tzinfo=SHANGHAI).timestamp()
         trader.cancel_order_stock_async(sim.account, order_id)
         wait_status(rec, order_id, 54)
+
+
+def test_given_market_hours_then_no_cancel_is_taken_at_1457_in_the_closing_auction(
+    tmp_path: Path,
+) -> None:
+    import datetime as dt
+
+    from qmtbus.gateway.broker.sim.hours import SHANGHAI
+    from tests.gateway.sim_support import Clock
+
+    def at(hh: int, mm: int, ss: int = 0) -> float:
+        return dt.datetime(2026, 11, 24, hh, mm, ss, tzinfo=SHANGHAI).timestamp()
+
+    clock = Clock(at(14, 50))
+    with open_sim(tmp_path, clock, market_hours=True) as sim:
+        trader, rec = sim.session()
+        order_id = response_for(rec, sim.buy(trader, 100, round(sim.prev_close() - 1, 2))).order_id
+        wait_status(rec, order_id, 50)
+        clock.t = at(14, 57)
+        trader.cancel_order_stock_async(sim.account, order_id)
+        error = rec.wait_call("on_cancel_error", lambda e: e.order_id == order_id)
+        assert "no cancels between 14:57 and 15:00" in error.error_msg
+        assert trader.query_stock_order(sim.account, order_id).order_status == 50
+        assert 54 not in rec.order_statuses(order_id)
+        clock.t = at(14, 56, 59)  # a second earlier it would have gone
+        trader.cancel_order_stock_async(sim.account, order_id)
+        wait_status(rec, order_id, 54)

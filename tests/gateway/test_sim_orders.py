@@ -22,7 +22,9 @@ from tests.gateway.sim_support import (
 
 FILL_SEQUENCE = [
     "on_order_stock_async_response",
-    "on_stock_order",
+    "on_stock_order",  # 48 unreported
+    "on_stock_order",  # 49 waiting to be reported
+    "on_stock_order",  # 50 reported
     "on_stock_trade",
     "on_stock_order",
     "on_stock_asset",
@@ -41,8 +43,11 @@ def test_given_limit_buy_at_last_price_then_fills_with_the_miniqmt_push_sequence
         settle(sim, trader, rec)
 
         assert rec.names() == FILL_SEQUENCE
-        response, reported, trade, filled, asset, position = [c.payload for c in rec.calls]
+        payloads = [c.payload for c in rec.calls]
+        response, unreported, waiting, reported, trade, filled, asset, position = payloads
         assert response.seq == seq and response.order_id > 0 and response.order_remark == "coid-1"
+        assert (unreported.order_status, waiting.order_status) == (48, 49)
+        assert unreported.order_sysid == "" and unreported.order_id == response.order_id
         assert reported.order_id == response.order_id
         assert reported.order_status == 50 and reported.order_sysid.startswith("S")
         assert trade.traded_volume == 300 and trade.traded_price == price
@@ -73,7 +78,7 @@ def test_given_resting_buy_when_price_falls_through_then_fills_in_parts(tmp_path
         assert [t.traded_volume for t in trades] == [1000, 1000, 500]
         assert {t.traded_price for t in trades} == {round(price - 0.20, 2)}
         assert len({t.traded_id for t in trades}) == 3
-        assert rec.order_statuses(order_id) == [50, 55, 55, 56]
+        assert rec.order_statuses(order_id) == [48, 49, 50, 55, 55, 56]
 
 
 def test_given_market_order_then_fills_at_last_price_and_ioc_remainder_is_cancelled(
@@ -191,11 +196,14 @@ def test_given_reorder_fault_then_order_push_overtakes_response_and_56_overtakes
             "on_stock_order",
             "on_order_stock_async_response",
             "on_stock_order",
+            "on_stock_order",
+            "on_stock_order",
             "on_stock_trade",
             "on_stock_asset",
             "on_stock_position",
         ]
-        assert [c.payload.order_status for c in rec.calls if c.name == "on_stock_order"] == [50, 56]
+        statuses = [c.payload.order_status for c in rec.calls if c.name == "on_stock_order"]
+        assert statuses == [48, 49, 50, 56]
 
         sim.fault("clear")
         rec.clear()

@@ -35,7 +35,8 @@ from qmtbus.gateway.broker.sim.broker import SimBroker
 from qmtbus.config import Config, GatewayConfig, SimConfig
 
 data_dir, now = sys.argv[1], float(sys.argv[2])
-config = Config(gateway=GatewayConfig(data_dir=data_dir), sim=SimConfig(tick_interval=3600, seed=7))
+sim = SimConfig(tick_interval=3600, seed=7, spread_ticks=0)
+config = Config(gateway=GatewayConfig(data_dir=data_dir), sim=sim)
 broker = SimBroker(config, clock=lambda: now)
 
 class Callback:

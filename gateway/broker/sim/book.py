@@ -237,7 +237,11 @@ class Book:
                 can_use_volume=held.can_use_volume if held else 0,
             )
         if rejection is None and quote is not None:
-            state.limit_m = to_mils(price) if price_type == xt.FIX_PRICE else quote.last_m
+            state.limit_m = (
+                to_mils(price)
+                if price_type == xt.FIX_PRICE
+                else _market_limit(quote, order_type, price_type)
+            )
             if order_type == xt.STOCK_BUY:
                 amount_m = state.limit_m * order_volume
                 estimate_m = amount_m + to_mils(self._fees.total(to_yuan(amount_m), False))
@@ -254,6 +258,15 @@ class Book:
             error_first = fault == "reject_error_first"
             return order_id, self._reject(state, rejection, seq, respond, error_first)
 
+        if respond:
+            self._pushes.append(
+                Push("on_order_stock_async_response", self._response(state, seq), True)
+            )
+        # The counter takes it (48), queues it for the exchange (49), the exchange has it (50,
+        # with its sysid), as a real terminal may push them.
+        for status in (xt.ORDER_UNREPORTED, xt.ORDER_WAIT_REPORTING):
+            state.order_status = status
+            self._push_order(state)
         state.order_sysid = f"S{self._next_sysid:06d}"
         self._next_sysid += 1
         self._by_sysid[state.order_sysid] = order_id
@@ -268,10 +281,6 @@ class Book:
             held.can_use_volume -= order_volume
             held.frozen_volume += order_volume
             self._dirty_positions[stock_code] = held
-        if respond:
-            self._pushes.append(
-                Push("on_order_stock_async_response", self._response(state, seq), True)
-            )
         self._push_order(state)
         self._resting.setdefault(stock_code, []).append(order_id)
         if phase == "continuous":
@@ -318,7 +327,7 @@ class Book:
     def _match_new(self, state: OrderState, quote: Quote, now: float) -> None:
         """A new order meets the market at once; market types deal with what is left."""
         is_buy = state.order_type == xt.STOCK_BUY
-        depth = quote.buy_depth if is_buy else quote.sell_depth
+        depth = quote.available(is_buy, state.limit_m)
         if state.price_type == xt.FILL_OR_KILL and depth < state.order_volume:
             self._end(state, xt.ORDER_CANCELED, "fill-or-kill: not enough volume at the market")
             return
@@ -331,15 +340,13 @@ class Book:
             self._end(state, status, "the unfilled remainder of a market order is cancelled")
 
     def _match(self, state: OrderState, quote: Quote, now: float) -> None:
+        """Fill what the book side offers within the order's limit, a trade per price level."""
         is_buy = state.order_type == xt.STOCK_BUY
-        crosses = quote.last_m <= state.limit_m if is_buy else quote.last_m >= state.limit_m
-        if not crosses:
-            return
-        volume = self._market.take(
-            state.stock_code, is_buy, state.order_volume - state.traded_volume
+        fills = self._market.take(
+            state.stock_code, is_buy, state.order_volume - state.traded_volume, state.limit_m
         )
-        if volume > 0:
-            self._fill(state, quote.last_m, volume, now)
+        for price_m, volume in fills:
+            self._fill(state, price_m, volume, now)
 
     def match(self, codes: list[str], now: float) -> list[Push]:
         """After a tick: resting orders of `codes` that the price now crosses fill, oldest first."""
@@ -567,6 +574,16 @@ class Book:
 
     def resting_codes(self) -> list[str]:
         return [code for code, ids in self._resting.items() if ids]
+
+
+def _market_limit(quote: Quote, order_type: int, price_type: int) -> int:
+    """The price a market order reaches: the far side's fifth level (or the last one quoted);
+    the last price for the latest-price type, or when the book has no spread."""
+    if price_type == xt.LATEST_PRICE or not quote.spread_ticks:
+        return quote.last_m
+    prices = quote.ask_prices() if order_type == xt.STOCK_BUY else quote.bid_prices()
+    quoted = [p for p in prices if p]
+    return quoted[-1] if quoted else quote.last_m
 
 
 def _market_enum(market: int | str | None) -> int:

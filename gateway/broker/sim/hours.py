@@ -9,7 +9,7 @@ from qmtbus import clock
 from qmtbus.clock import SHANGHAI, shanghai
 from qmtbus.gateway import ashare
 
-__all__ = ["SHANGHAI", "phase", "shanghai", "trading_day"]
+__all__ = ["SHANGHAI", "in_session", "phase", "shanghai", "trading_day"]
 
 
 def trading_day(ts: float) -> str:
@@ -30,3 +30,10 @@ def phase(ts: float, market_hours: bool) -> ashare.Phase:
     if now.weekday() >= 5:
         return "closed"
     return ashare.phase_at(now.time())
+
+
+def in_session(ts: float) -> bool:
+    """True in the continuous sessions (09:30-11:30, 13:00-14:57 Shanghai, weekdays), whatever
+    market_hours says: the walk moves at full volatility only then."""
+    now = shanghai(ts)
+    return now.weekday() < 5 and ashare.phase_at(now.time()) == "continuous"

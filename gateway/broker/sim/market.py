@@ -18,7 +18,7 @@ import random
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
@@ -38,6 +38,11 @@ LISTED = re.compile(
 )
 # Shares traded by the rest of the market on each step of the walk, per unit of |z|.
 STEP_VOLUME = 2000
+# Price levels quoted on each side of the book.
+LEVELS = 5
+# Outside the sessions (nights, lunch, weekends) the walk moves at this fraction of its
+# volatility: a quiet overnight, as a real market's quotes barely change then.
+QUIET = 0.1
 _NORMAL = NormalDist()
 
 
@@ -80,9 +85,12 @@ class Quote:
     down_m: int
     last_m: int
     step: int = 0
-    # Volume left at the best price this tick, per side: larger orders fill in parts.
-    buy_depth: int = 0
-    sell_depth: int = 0
+    # Ticks between bid1 and ask1 (0: both are the last price, one level of volume).
+    spread_ticks: int = 0
+    # Volume left at each ask (for buys) and bid (for sells) level this tick; larger
+    # orders walk the levels and fill in parts when the book runs out.
+    asks_left: list[int] = field(default_factory=lambda: [0] * LEVELS)
+    bids_left: list[int] = field(default_factory=lambda: [0] * LEVELS)
     # The day so far (0 before the day's first trade): what a tick reports.
     open_m: int = 0
     high_m: int = 0
@@ -112,6 +120,37 @@ class Quote:
     def on_tick(self, price_m: int) -> int:
         return round(price_m / self.tick_m) * self.tick_m
 
+    def ask_prices(self) -> list[int]:
+        """The five ask prices, ask1 first; 0 for a level beyond the up limit."""
+        bid1 = self.last_m - (self.spread_ticks // 2) * self.tick_m
+        ask1 = bid1 + self.spread_ticks * self.tick_m
+        asks = (ask1 + k * self.tick_m for k in range(LEVELS))
+        return [p if p <= self.up_m else 0 for p in asks]
+
+    def bid_prices(self) -> list[int]:
+        """The five bid prices, bid1 first; 0 for a level beyond the down limit."""
+        bid1 = self.last_m - (self.spread_ticks // 2) * self.tick_m
+        bids = (bid1 - k * self.tick_m for k in range(LEVELS))
+        return [p if p >= self.down_m else 0 for p in bids]
+
+    def refill(self, depth: int) -> None:
+        """A new tick: the book's volumes come back (one level at the last price without spread)."""
+        levels = LEVELS if self.spread_ticks else 1
+        self.asks_left = [depth if k < levels else 0 for k in range(LEVELS)]
+        self.bids_left = list(self.asks_left)
+
+    def levels(self, is_buy: bool, limit_m: int) -> list[tuple[int, int]]:
+        """(index, price) of the levels a buy (asks) or sell (bids) at `limit_m` reaches."""
+        prices = self.ask_prices() if is_buy else self.bid_prices()
+        return [
+            (k, p) for k, p in enumerate(prices) if p and (p <= limit_m if is_buy else p >= limit_m)
+        ]
+
+    def available(self, is_buy: bool, limit_m: int) -> int:
+        """Volume an order at `limit_m` could take now."""
+        left = self.asks_left if is_buy else self.bids_left
+        return sum(left[k] for k, _ in self.levels(is_buy, limit_m))
+
 
 def _limits_m(stock_code: str, prev_close_m: int) -> tuple[int, int]:
     up, down = ashare.limit_prices(stock_code, to_yuan(prev_close_m))
@@ -130,9 +169,11 @@ class Market:
         tick_file: str,
         state_file: Path,
         day: str,
+        spread_ticks: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._seed = seed
+        self._spread = spread_ticks
         self._clock = clock
         self.bars = Bars()  # every trade below lands in its minute's bar
         self._volatility = volatility
@@ -160,7 +201,8 @@ class Market:
             start_m = round(start_m / tick_m) * tick_m
             up_m, down_m = _limits_m(stock_code, start_m)
             quote = Quote(stock_code, tick_m, start_m, up_m, down_m, start_m)
-            quote.buy_depth = quote.sell_depth = self._depth
+            quote.spread_ticks = self._spread
+            quote.refill(self._depth)
             quote.open_m = quote.high_m = quote.low_m = start_m
             self._quotes[stock_code] = quote
         return quote
@@ -182,10 +224,12 @@ class Market:
     def known(self) -> list[str]:
         return list(self._quotes)
 
-    def step(self) -> list[str]:
-        """One market tick: move prices, refill depth; returns the codes that may now cross."""
+    def step(self, in_session: bool = True) -> list[str]:
+        """One market tick: move prices, refill depth; returns the codes that may now cross.
+        Outside the sessions the walk is quiet (QUIET of its volatility)."""
         for quote in self._quotes.values():
-            quote.buy_depth = quote.sell_depth = self._depth
+            quote.refill(self._depth)
+        volatility = self._volatility if in_session else self._volatility * QUIET
         if self._ticks is not None:
             if self._tick_pos >= len(self._ticks):
                 return list(self._quotes)  # the recording is over: prices hold
@@ -198,7 +242,7 @@ class Market:
         for quote in self._quotes.values():
             z = noise(self._seed, quote.stock_code, quote.step)
             quote.step += 1
-            fair = (quote.fair_m or quote.last_m) * math.exp(self._volatility * z)
+            fair = (quote.fair_m or quote.last_m) * math.exp(volatility * z)
             quote.fair_m = min(float(quote.up_m), max(float(quote.down_m), fair))
             quote.last_m = quote.clamp(quote.on_tick(round(quote.fair_m)))
             # The rest of the market trades at the new price, more on bigger moves.
@@ -211,22 +255,26 @@ class Market:
         wanted = quote.on_tick(to_mils(price))
         quote.last_m = quote.clamp(wanted)
         quote.fair_m = float(quote.last_m)
-        quote.buy_depth = quote.sell_depth = self._depth
+        quote.refill(self._depth)
         self._traded(quote, quote.last_m, 0)
         return quote, quote.last_m != wanted
 
-    def take(self, stock_code: str, is_buy: bool, want: int) -> int:
-        """Volume available now at the last price for an order wanting `want`; consumes it."""
+    def take(self, stock_code: str, is_buy: bool, want: int, limit_m: int) -> list[tuple[int, int]]:
+        """Fills, as (price, volume), of an order at `limit_m` wanting `want` against the book
+        side (asks for a buy, best first); consumes the volume it takes."""
         quote = self.quote(stock_code)
-        if is_buy:
-            got = min(want, quote.buy_depth)
-            quote.buy_depth -= got
-        else:
-            got = min(want, quote.sell_depth)
-            quote.sell_depth -= got
-        if got:
-            self._traded(quote, quote.last_m, got)
-        return got
+        left = quote.asks_left if is_buy else quote.bids_left
+        fills: list[tuple[int, int]] = []
+        for k, price_m in quote.levels(is_buy, limit_m):
+            got = min(want, left[k])
+            if got:
+                left[k] -= got
+                want -= got
+                self._traded(quote, price_m, got)
+                fills.append((price_m, got))
+            if not want:
+                break
+        return fills
 
     def roll_day(self, day: str) -> None:
         """A new trading day: yesterday's last price becomes prev_close and sets the limits."""

@@ -18,6 +18,8 @@ from qmtbus.protocol import (  # noqa: F401 - re-exported to the simulator's mod
     ORDER_REPORTED,
     ORDER_REPORTED_CANCEL,
     ORDER_SUCCEEDED,
+    ORDER_UNREPORTED,
+    ORDER_WAIT_REPORTING,
 )
 
 SECURITY_ACCOUNT = 2

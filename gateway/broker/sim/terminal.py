@@ -116,6 +116,7 @@ class SimTerminal:
             seed=self._config.seed,
             volatility=self._config.volatility,
             depth_volume=self._config.depth_volume,
+            spread_ticks=self._config.spread_ticks,
             tick_file=self._config.tick_file,
             state_file=self.directory / "market.json",
             day=today,
@@ -152,7 +153,7 @@ class SimTerminal:
         for k in range(steps - 1, -1, -1):  # the most recent `steps` ticks, the last one now
             at = now - k * interval
             if hours.phase(at, self._config.market_hours) == "continuous":
-                self._book.match(self._market.step(), at)
+                self._book.match(self._market.step(hours.in_session(at)), at)
         if steps:
             log.info("simulator replayed %d market ticks of downtime", steps)
 
@@ -200,7 +201,7 @@ class SimTerminal:
                 self._market.roll_day(today)
                 self._dispatch(self._book.roll_day(today))
             if hours.phase(now, self._config.market_hours) == "continuous":
-                self._dispatch(self._book.match(self._market.step(), now))
+                self._dispatch(self._book.match(self._market.step(hours.in_session(now)), now))
 
     # -- quotes (called by SimBroker; ticks by the market thread) ------------------
 
