@@ -58,7 +58,10 @@ def runnable(block: str) -> str:
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # The simulator's own defaults (the README's market), not the test suite's faster ticks.
-    stack = Stack(tmp_path_factory.mktemp("readme"), {"sim": {"tick_interval": 0.5}})
+    # the simulator's default book (a spread of one tick), as `make run` gives a newcomer
+    stack = Stack(
+        tmp_path_factory.mktemp("readme"), {"sim": {"tick_interval": 0.5, "spread_ticks": 1}}
+    )
     stack.write_config(recorder={"snapshot_path": str(stack.data_dir / "qmtbus-snapshot.duckdb")})
     (stack.dir / ".venv").symlink_to(Path(sys.executable).parent.parent)
     gateway = start_gateway(stack)
