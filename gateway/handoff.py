@@ -1,64 +1,11 @@
-"""What the gateway's threads hand each other: broker- and quote-thread jobs, I/O-thread items,
-and the Inbox that carries them to a thread of one consumer."""
+"""What the gateway's threads hand each other: broker- and quote-thread jobs, I/O-thread items."""
 
 from __future__ import annotations
 
-import queue
-import threading
-import time
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from qmtbus import protocol as p
-
-T = TypeVar("T")
-
-
-class Inbox(Generic[T]):
-    """First in, first out, to ONE consumer thread: a deque and a lock held down as a wake-up
-    flag. `put` from any thread costs an append and, when the consumer may be asleep, one
-    release; queue.Queue takes its mutex and notifies a Condition on every put (measured in
-    bench/CHANGES.md). The flag is raised after the append, and the consumer looks at the deque
-    before it sleeps on the flag, so no item is left unwoken; a stale flag costs the consumer
-    one extra look."""
-
-    __slots__ = ("_flag", "_items")
-
-    def __init__(self) -> None:
-        self._items: deque[T] = deque()
-        self._flag = threading.Lock()
-        self._flag.acquire()  # held: nothing new since the consumer last looked
-
-    def put(self, item: T) -> None:
-        self._items.append(item)
-        if self._flag.locked():
-            try:  # noqa: SIM105 - contextlib.suppress costs a context manager a put
-                self._flag.release()
-            except RuntimeError:  # another producer raised it in between
-                pass
-
-    def get(self, timeout: float | None = None) -> T:
-        """The oldest item; waits for one at most `timeout` seconds (None: for ever), then
-        raises queue.Empty, as queue.Queue.get does."""
-        items = self._items
-        if items:
-            return items.popleft()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not items:
-            if deadline is None:
-                self._flag.acquire()
-                continue
-            left = deadline - time.monotonic()
-            if not (self._flag.acquire(timeout=left) if left > 0 else self._flag.acquire(False)):
-                if items:
-                    break
-                raise queue.Empty
-        return items.popleft()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
 
 # -- to the broker thread ----------------------------------------------------
 

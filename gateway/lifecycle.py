@@ -40,7 +40,6 @@ from qmtbus.gateway.handoff import (
     Answer,
     BrokerEvent,
     CancelFailed,
-    Inbox,
     Item,
     Job,
     OrderFailed,
@@ -52,6 +51,7 @@ from qmtbus.gateway.handoff import (
     Snapshot,
     StateChanged,
 )
+from qmtbus.gateway.inbox import Inbox
 from qmtbus.gateway.window import Window
 
 log = logging.getLogger("gateway.lifecycle")

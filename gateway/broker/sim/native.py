@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from qmtbus.gateway.broker.sim import objects as xt
 from qmtbus.gateway.broker.sim import terminal as terminals
-from qmtbus.gateway.handoff import Inbox
+from qmtbus.gateway.inbox import Inbox
 from qmtbus.xtrequests import (  # noqa: F401 - xttrader.py builds them from here
     CancelOrderStockReq,
     OrderStockReq,
