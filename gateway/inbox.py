@@ -3,9 +3,11 @@ thread), first in, first out, instead of queue.Queue.
 
 queue.Queue takes its mutex and notifies a Condition on every put, and the consumer waits on
 a lock made for each wait. Here a put is a deque append, plus one wake-up when the consumer
-is asleep: a write to an eventfd on Linux (the write gives up the GIL, so the woken consumer
-is not kept waiting for it by the thread that woke it), elsewhere the release of a lock held
-down as a flag. Measured in bench/CHANGES.md.
+is asleep: the release of a lock held down as a flag (the default), or a write to an eventfd
+(Linux; `eventfd=True`). Alone, the eventfd hands over fastest (its writer gives up the GIL,
+so the woken thread runs at once); in the running gateway, where that means a GIL switch in
+the middle of the I/O thread's turn, the lock flag measured better at p50 and in bursts
+(bench/CHANGES.md), and it is what Windows, where the real xtquant runs, has anyway.
 
 No item is left unwoken: the consumer says it is going to sleep, then looks at the deque once
 more, then sleeps; a producer appends, then wakes it if it said so. A stale wake-up costs the
@@ -32,13 +34,13 @@ EVENTFD = hasattr(os, "eventfd") and hasattr(select, "poll")
 class Inbox(Generic[T]):
     __slots__ = ("__weakref__", "_asleep", "_fd", "_flag", "_items", "_poll")
 
-    def __init__(self, eventfd: bool = EVENTFD) -> None:
+    def __init__(self, eventfd: bool = False) -> None:
         self._items: deque[T] = deque()
         self._asleep = False
         self._fd = -1
         self._poll: select.poll | None = None
         self._flag: threading.Lock | None = None
-        if eventfd:
+        if eventfd and EVENTFD:
             self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             weakref.finalize(self, os.close, self._fd)
             self._poll = select.poll()
