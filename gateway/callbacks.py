@@ -73,19 +73,19 @@ class Callbacks:
 
     @_logged
     def on_stock_asset(self, asset: Any) -> None:
-        self.sink.post_event(convert.as_event(convert.asset(asset)))
+        self.sink.post_event(convert.asset_event(asset))
 
     @_logged
     def on_stock_order(self, order: Any) -> None:
-        self.sink.post_event(convert.as_event(convert.order(order)))
+        self.sink.post_event(convert.order_event(order))
 
     @_logged
     def on_stock_trade(self, trade: Any) -> None:
-        self.sink.post_event(convert.as_event(convert.trade(trade)))
+        self.sink.post_event(convert.trade_event(trade))
 
     @_logged
     def on_stock_position(self, position: Any) -> None:
-        self.sink.post_event(convert.as_event(convert.position(position)))
+        self.sink.post_event(convert.position_event(position))
 
     @_logged
     def on_order_error(self, error: Any) -> None:

@@ -51,6 +51,7 @@ from qmtbus.gateway.handoff import (
     Snapshot,
     StateChanged,
 )
+from qmtbus.gateway.inbox import Inbox
 from qmtbus.gateway.window import Window
 
 log = logging.getLogger("gateway.lifecycle")
@@ -99,7 +100,7 @@ class Lifecycle:
         self.post = post
         self.on_death = on_death
         self.window = Window(config, alert=self.post_event)  # alert.calendar notes
-        self.jobs: queue.Queue[Job | None] = queue.Queue()
+        self.jobs: Inbox[Job | None] = Inbox()  # one consumer: the broker thread
         self.stopping = threading.Event()
         self.session_id = 0
         self.trader: Any = None

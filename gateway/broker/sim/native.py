@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from qmtbus.gateway.broker.sim import objects as xt
 from qmtbus.gateway.broker.sim import terminal as terminals
+from qmtbus.gateway.inbox import Inbox
 from qmtbus.xtrequests import (  # noqa: F401 - xttrader.py builds them from here
     CancelOrderStockReq,
     OrderStockReq,
@@ -150,7 +151,8 @@ class XtQuantAsyncClient:
         self._seqs = itertools.count(1)
         self._seq_lock = threading.Lock()
         self._timeout = 0.0
-        self._inbox: queue.Queue[tuple[float, str, tuple[Any, ...]] | None] = queue.Queue()
+        # one consumer, the native thread: a deque and a wake-up flag (gateway/handoff.py)
+        self._inbox: Inbox[tuple[float, str, tuple[Any, ...]] | None] = Inbox()
         # seq → (deadline, bound callback name) of requests answered by a timeout if late
         self._waiting: dict[int, str] = {}
         self._deadlines: list[tuple[float, int]] = []
@@ -342,15 +344,18 @@ class XtQuantAsyncClient:
         self._inbox.put((0.0, "=" + callback, (seq, result)))
 
     def _run(self) -> None:
+        inbox, stopped, deadlines = self._inbox, self._stopped, self._deadlines
         while True:
             try:
-                item = self._inbox.get(timeout=self._next_deadline())
+                # While no request waits for its timeout (orders, cancels and pushes never
+                # do), no lock is taken and no clock read per item.
+                item = inbox.get(self._next_deadline() if deadlines else None)
             except queue.Empty:
                 item = (0.0, "", ())
-            if item is None or self._stopped.is_set():
+            if item is None or stopped.is_set():
                 return
             delay, name, args = item
-            if delay > 0 and self._stopped.wait(delay):
+            if delay > 0 and stopped.wait(delay):
                 return
             if name.startswith("="):  # a response to a request
                 with self._waiting_lock:
@@ -359,7 +364,8 @@ class XtQuantAsyncClient:
             elif name:
                 bound, shape = _PUSHES[name]
                 self._call(bound, shape(args[0]))
-            self._time_out()
+            if deadlines:
+                self._time_out()
 
     def _next_deadline(self) -> float | None:
         with self._waiting_lock:
