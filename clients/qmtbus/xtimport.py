@@ -13,6 +13,9 @@ import sys
 import threading
 from types import ModuleType
 
+# said by every program that needs xtquant when it is not installed
+MISSING = "xtquant is not installed; install it with pip install 'qmtbus[xt]'"
+
 lock = threading.RLock()  # also held by callers that load xttrader over a native module
 
 

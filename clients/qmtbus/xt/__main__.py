@@ -9,6 +9,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from qmtbus import xtimport
 from qmtbus.config import ConfigError
 
 SIM_RUNNER = "qmtbus.gateway.broker.sim.xtrun"  # run, never imported: qmtbus imports no gateway
@@ -82,10 +83,7 @@ def main(argv: Sequence[str] | None = None, config: str | None = None) -> int:
     except ModuleNotFoundError as err:
         if err.name != "xtquant":
             raise
-        print(
-            "qmtbus xt: xtquant is not installed; install it with pip install 'qmtbus[xt]'",
-            file=sys.stderr,
-        )
+        print(f"qmtbus xt: {xtimport.MISSING}", file=sys.stderr)
         return 2
     try:
         xt.run(args.script, args.args, args.config or config)

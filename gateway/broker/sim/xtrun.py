@@ -29,6 +29,7 @@ from typing import Any
 
 import msgspec
 
+from qmtbus import xtimport
 from qmtbus.calendar import TradingCalendar, load_calendar
 from qmtbus.config import Config, ConfigError, config_path, load_config
 from qmtbus.gateway.broker import BrokerUnavailable
@@ -167,10 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModuleNotFoundError as err:
         if err.name != "xtquant":
             raise
-        print(
-            "qmtbus xt: xtquant is not installed; install it with pip install 'qmtbus[xt]'",
-            file=sys.stderr,
-        )
+        print(f"qmtbus xt: {xtimport.MISSING}", file=sys.stderr)
         return 2
 
 
