@@ -36,11 +36,22 @@ def test_given_xtquants_own_demo_then_it_trades_through_the_gateway(
         demo.wait_line("query position:")
         start = demo.wait_line("demo test")
         assert demo.lines[start + 1 : start + 3] == ["0", "0"]  # connect, subscribe
+
         # The demo's prints and its callbacks' (on xtquant's push thread) interleave, down
         # to the character, as they do on miniQMT: what it did is read from the gateway.
-        orders: protocol.OrdersReply = stack.call(protocol.QueryOrders())
-        placed = [o for o in orders.orders if o.strategy_name == "strategy_name"]
-        assert len(placed) == 2, orders
+        def demo_orders() -> list[protocol.Order]:
+            orders: protocol.OrdersReply = stack.call(protocol.QueryOrders())
+            return [o for o in orders.orders if o.strategy_name == "strategy_name"]
+
+        def settled() -> list[protocol.Order] | None:
+            # the cancel's outcome reaches the broker's book a moment after the demo asks
+            placed = demo_orders()
+            first = min(placed, key=lambda o: o.order_id, default=None)
+            done = first is not None and first.order_status == protocol.ORDER_CANCELED
+            return placed if done else None
+
+        placed = wait_for(settled, 20, "the demo's first order cancelled") or demo_orders()
+        assert len(placed) == 2, placed
         # each order got a client_order_id of its own, which the broker holds as its remark
         assert all(o.client_order_id.startswith("xt") for o in placed)
         assert len({o.client_order_id for o in placed}) == 2
