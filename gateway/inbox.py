@@ -65,9 +65,16 @@ class Inbox(Generic[T]):
     def get(self, timeout: float | None = None) -> T:
         """The consumer thread only: the oldest item; waits for one at most `timeout` seconds
         (None: for ever), then raises queue.Empty, as queue.Queue.get does."""
+        if self._items or self.wait(timeout):
+            return self._items.popleft()
+        raise queue.Empty
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """The consumer thread only: wait at most `timeout` seconds (None: for ever) until an
+        item is there, without taking it; False when none came."""
         items = self._items
         if items:
-            return items.popleft()
+            return True
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self._asleep = True
@@ -78,9 +85,15 @@ class Inbox(Generic[T]):
                 break
             self._sleep(left)
         self._asleep = False
-        if items:
-            return items.popleft()
-        raise queue.Empty
+        return bool(items)
+
+    def peek(self) -> T:
+        """The consumer thread only: the oldest item, left in place (IndexError if none)."""
+        return self._items[0]
+
+    def take(self) -> T:
+        """The consumer thread only: the oldest item (IndexError if none); no waiting."""
+        return self._items.popleft()
 
     def _sleep(self, seconds: float | None) -> None:
         if self._poll is not None:

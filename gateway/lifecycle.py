@@ -94,10 +94,13 @@ class Lifecycle:
         broker: Any,
         post: Callable[[Item], None],
         on_death: Callable[[], None] = stop_the_process,
+        post_quietly: Callable[[Item], None] | None = None,
     ):
         self.config = config
         self.broker = broker
         self.post = post
+        # for what can wait for the I/O loop's next turn: no wake-up of its own
+        self.post_quietly = post_quietly or post
         self.on_death = on_death
         self.window = Window(config, alert=self.post_event)  # alert.calendar notes
         self.jobs: Inbox[Job | None] = Inbox()  # one consumer: the broker thread
@@ -325,7 +328,10 @@ class Lifecycle:
             if seq is None or seq < 0:
                 self.post(OrderFailed(c.client_order_id, f"order_stock_async returned {seq}"))
             else:
-                self.post(OrderSent(c.client_order_id, seq))
+                # Only a fallback for a response without its remark, which comes later with
+                # a wake-up of its own: this item waits for that turn (a wake-up here costs
+                # the I/O thread a turn and the broker thread a GIL hand-over per order).
+                self.post_quietly(OrderSent(c.client_order_id, seq))
         elif isinstance(job, SendCancel):
             seq = t.cancel_order_stock_async(self.account, job.order_id)
             if seq is None or seq < 0:

@@ -3,10 +3,10 @@
 Everything another thread wants from the bus arrives as an item in the inbox
 (a deque plus a wake-up pipe polled next to the sockets). Each loop turn:
 take items → emit events (journal.append, and the ledger takes them in) →
-journal.flush → hand orders whose intent is now journaled to the broker thread →
-publish → send replies → publish waiting ticks (a bounded number, on the quotes
-socket). So an event is in the OS before anyone can see it, an order is in the
-journal before the broker hears of it, a reply never overtakes the events it
+journal.flush → publish → send replies → publish waiting ticks (a bounded
+number, on the quotes socket) → hand orders whose intent is now journaled to the
+broker thread. So an event is in the OS before anyone can see it, an order is in
+the journal before the broker hears of it, a reply never overtakes the events it
 reports, and ticks never delay either.
 
 The journal is the one source of truth: at start the ledger (client orders,
@@ -122,7 +122,7 @@ class Server:
         self.router = self.ctx.socket(zmq.ROUTER)
         self.quotes_pub = self.ctx.socket(zmq.PUB)
         self.endpoints: dict[str, str] = {}  # what bind() got: the real ports of `:*` addresses
-        self.lifecycle = Lifecycle(config, broker, self.post)
+        self.lifecycle = Lifecycle(config, broker, self.post, post_quietly=self.post_quietly)
         self.orders = OrderDesk(
             self,
             self.book,
@@ -208,6 +208,11 @@ class Server:
             self._wake_sent = True
             self.post_wake()
 
+    def post_quietly(self, item: Item) -> None:
+        """Hand over an item that can wait for the loop's next turn (thread-safe): no
+        wake-up; the turn comes with the next item posted, request or deadline."""
+        self._inbox.append(item)
+
     def post_wake(self) -> None:
         # A full buffer already holds wake-ups: the loop will look. A closed socket
         # (a broker callback came late, nobody is left to wake) raises OSError.
@@ -267,11 +272,6 @@ class Server:
             money, self._money = self._money, False
             if money:
                 failpoint("events_journaled")
-            if self._intents:
-                failpoint("intent_written")
-                for job in self._intents:
-                    self.lifecycle.submit(job)
-                self._intents.clear()
             # Frame by frame with int flags: send_multipart's enum arithmetic costs
             # several µs per event (bench/RESULTS.md, fan-out profile).
             pub = self.pub
@@ -290,6 +290,16 @@ class Server:
         if self._acked:
             self._acked = False
             failpoint("order_replied")
+
+    def _hand_over(self) -> None:
+        """Hand the turn's orders, their intents journaled, to the broker thread: last in
+        the turn, just before the loop sleeps in poll, so the woken broker thread finds the
+        GIL free instead of waiting for this thread to publish and reply."""
+        if self._intents:
+            failpoint("intent_written")
+            for job in self._intents:
+                self.lifecycle.submit(job)
+            self._intents.clear()
 
     def _write_journal(self) -> bool:
         """Flush the journal; on an OSError (disk full) hold the events back, refuse the
@@ -348,6 +358,7 @@ class Server:
             self.quotes.expire(now)
             self._flush()
             self.quotes.publish()
+            self._hand_over()
 
     def _take_items(self) -> None:
         self._wake_sent = False  # before emptying the inbox: see post()

@@ -64,7 +64,9 @@ def shanghai(ts: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, SHANGHAI)
 
 
-_day_cache: list[int | str] = [0, ""]
+# (second, day) of the last answer, one tuple so that a reader on another thread sees a
+# matching pair: the day is asked several times per order (risk gate, ledger, simulator).
+_last_day: tuple[int, str] = (-1, "")
 
 
 def trading_day(ts: float | None = None) -> str:
@@ -73,11 +75,14 @@ def trading_day(ts: float | None = None) -> str:
 
     A-share stocks have no night session, so on every trading day this is the
     trading day itself; whether the exchange is open that day is the calendar's
-    question (qmtbus.calendar), not this key's.
+    question (qmtbus.calendar), not this key's. Worked out once per second (Shanghai
+    keeps no summer time, so the date changes only on a whole second).
     """
-    if ts is not None:
-        return shanghai(ts).date().isoformat()
-    second = int(time.time())  # asked several times per order: work it out once a second
-    if second != _day_cache[0]:
-        _day_cache[:] = [second, today().isoformat()]
-    return str(_day_cache[1])
+    global _last_day
+    second = int(time.time() + _OFFSET if ts is None else ts)
+    last = _last_day
+    if last[0] == second:
+        return last[1]
+    day = shanghai(second).date().isoformat()
+    _last_day = (second, day)
+    return day

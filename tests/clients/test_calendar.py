@@ -271,7 +271,7 @@ def test_given_a_bad_calendar_key_then_one_sentence_names_it(tmp_path: Path, tom
 def test_given_the_test_hook_then_the_clock_starts_at_that_shanghai_time(monkeypatch):
     monkeypatch.setenv(clock.FAKE_TODAY_ENV, "2027-01-04T09:30")
     monkeypatch.setattr(clock, "_OFFSET", clock._fake_offset())
-    monkeypatch.setattr(clock, "_day_cache", [0, ""])
+    monkeypatch.setattr(clock, "_last_day", (-1, ""))
 
     now = clock.now()
 
@@ -452,3 +452,15 @@ def test_given_a_process_without_a_calendar_of_its_own_then_it_warns_once_a_day(
     assert len(warnings) == 2, warnings  # 2026-12-31 once (not twice), then 2027-01-04
     assert "ends on 2026-12-31, today" in warnings[0]
     assert warnings[1].startswith("calendar: 2027-01-04 is past the last day")
+
+
+def test_given_times_either_side_of_shanghai_midnight_then_each_has_its_own_day():
+    # 2026-12-31 23:59:59 and 2027-01-01 00:00:00 in Shanghai, asked alternately: the
+    # once-a-second answer never leaks into the neighbouring second.
+    before = dt.datetime(2026, 12, 31, 23, 59, 59, tzinfo=clock.SHANGHAI).timestamp()
+    after = before + 1
+    for _ in range(3):
+        assert clock.trading_day(before + 0.999) == "2026-12-31"
+        assert clock.trading_day(after) == "2027-01-01"
+        assert clock.trading_day(before) == "2026-12-31"
+    assert clock.trading_day() == clock.today().isoformat()

@@ -5,9 +5,14 @@ gateway/broker/xtload.py): it builds `XtQuantAsyncClient(path, 'xtquant',
 session)`, binds its callbacks with `bindOn…Callback`, fills `<Name>Req`
 objects and sends them with `…WithSeq(seq, req)`. Here the requests reach the
 simulated terminal that serves `path` (gateway/broker/sim/terminal.py), and
-every answer and push comes back on this client's own native thread, in order,
-as the compiled client delivers them: responses as `(seq, resp)` with the
-native `m_…` field names, pushes as objects with xttype's attribute names.
+every answer and push comes back to xttrader's bound callbacks in order, as the
+compiled client delivers them: responses as `(seq, resp)` with the native `m_…`
+field names, pushes as objects with xttype's attribute names. xttrader's
+callbacks only hand each one to its own worker thread (`executor.submit`), so
+an order's pushes are handed over at once on the thread that made them (the
+terminal's caller) when nothing is queued ahead of them; delayed pushes (the
+delay_callbacks fault, sim.callback_delay) and query answers go through this
+client's own native thread, and later pushes queue behind them.
 
 `setTimeout(ms)`: a query or subscribe not answered within `ms` is answered
 with None (xttrader then returns None). Orders and cancels are never answered
@@ -19,7 +24,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -157,6 +161,8 @@ class XtQuantAsyncClient:
         self._waiting: dict[int, str] = {}
         self._deadlines: list[tuple[float, int]] = []
         self._waiting_lock = threading.Lock()
+        # held while a push or response is handed to xttrader: pushes reach it in order
+        self._order = threading.Lock()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._terminal: terminals.SimTerminal | None = None
@@ -302,9 +308,17 @@ class XtQuantAsyncClient:
     # -- called by the terminal (under its lock) -------------------------------------
 
     def deliver(self, name: str, payload: Any, delay: float | None) -> None:
-        """Queue one push or response for the native thread."""
-        if not self._stopped.is_set():
-            self._inbox.put((delay or 0.0, name, (payload,)))
+        """One push or response: handed to xttrader's callback at once, on the caller's
+        thread, when nothing is queued ahead of it; else queued for the native thread."""
+        if self._stopped.is_set():
+            return
+        if not delay:
+            with self._order:
+                if not self._inbox:
+                    bound, shape = _PUSHES[name]
+                    self._call(bound, shape(payload))
+                    return
+        self._inbox.put((delay or 0.0, name, (payload,)))
 
     def drop(self, delay: float | None) -> None:
         """The terminal dropped this session: every request goes unanswered from now on;
@@ -344,28 +358,35 @@ class XtQuantAsyncClient:
         self._inbox.put((0.0, "=" + callback, (seq, result)))
 
     def _run(self) -> None:
-        inbox, stopped, deadlines = self._inbox, self._stopped, self._deadlines
+        inbox, stopped, deadlines, order = self._inbox, self._stopped, self._deadlines, self._order
         while True:
-            try:
-                # While no request waits for its timeout (orders, cancels and pushes never
-                # do), no lock is taken and no clock read per item.
-                item = inbox.get(self._next_deadline() if deadlines else None)
-            except queue.Empty:
-                item = (0.0, "", ())
-            if item is None or stopped.is_set():
+            # While no request waits for its timeout (orders, cancels and pushes never
+            # do), no lock is taken and no clock read per item.
+            came = inbox.wait(self._next_deadline() if deadlines else None)
+            if stopped.is_set():
                 return
-            delay, name, args = item
-            if delay > 0 and stopped.wait(delay):
-                return
-            if name.startswith("="):  # a response to a request
-                with self._waiting_lock:
-                    self._waiting.pop(args[0], None)
-                self._call(name[1:], args)
-            elif name:
-                bound, shape = _PUSHES[name]
-                self._call(bound, shape(args[0]))
+            if came:
+                item = inbox.peek()
+                if item is None:
+                    return
+                if item[0] > 0 and stopped.wait(item[0]):  # a delayed push: wait first
+                    return
+                with order:  # taken off the inbox and delivered in one step: see deliver()
+                    self._handle(inbox.take())
             if deadlines:
-                self._time_out()
+                with order:
+                    self._time_out()
+
+    def _handle(self, item: tuple[float, str, tuple[Any, ...]] | None) -> None:
+        assert item is not None
+        _, name, args = item
+        if name.startswith("="):  # a response to a request
+            with self._waiting_lock:
+                self._waiting.pop(args[0], None)
+            self._call(name[1:], args)
+        elif name:
+            bound, shape = _PUSHES[name]
+            self._call(bound, shape(args[0]))
 
     def _next_deadline(self) -> float | None:
         with self._waiting_lock:
