@@ -7,6 +7,7 @@ refuse what the exchange would reject). Pure functions, no state.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -15,6 +16,7 @@ from typing import Literal
 Board = Literal["main", "chinext", "star", "bse", "fund"]
 
 
+@functools.lru_cache(maxsize=4096)  # asked several times per order; codes are few
 def board_of(stock_code: str) -> Board:
     """The board of a code like "600000.SH"; funds and ETFs are "fund"."""
     code, _, market = stock_code.partition(".")
@@ -33,6 +35,7 @@ def board_of(stock_code: str) -> Board:
     return "main"
 
 
+@functools.lru_cache(maxsize=4096)
 def is_bond(stock_code: str) -> bool:
     """Bonds, convertible bonds and repos (SH 0/1/2xxxxx, SZ 10-13xxxx): they trade by their
     own rules (lots of 10, ticks of 0.001, T+0), which the risk gate leaves to the broker."""

@@ -57,6 +57,11 @@ class InstrumentCache:
         """Today's data of `stock_code` from the cache (None: unknown, or not loaded yet:
         `note` says which). Never calls the broker; waits at most `wait` seconds."""
         now = self._clock()
+        # The common case without the lock: loaded today and fresh (a dict read is atomic;
+        # the day is checked here as in _roll_day, so no entry outlives its day).
+        entry = self._entries.get(stock_code)
+        if entry is not None and now - entry[1] <= self._fresh_for and self._day() == self._today:
+            return entry[0]
         with self._cond:
             self._roll_day()
             entry = self._entries.get(stock_code)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import fnmatch
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cached_property
 from typing import Protocol
 
 from qmtbus.config import RiskConfig
@@ -58,26 +56,63 @@ def order_notional(order: PlaceOrder, book: BookView) -> float | None:
     return price * order.order_volume if price > 0 else None
 
 
-@dataclass
+_UNSET: object = object()
+
+
 class Ctx:
-    order: PlaceOrder
-    book: BookView
-    config: RiskConfig
-    fees: ashare.Fees
-    trading: TradingState
-    trading_reason: str
-    tokens: float  # rate-limit tokens available now
-    refill_wait: float  # seconds until the next token
-    account: Totals  # today's totals before this order
-    strategy: Totals
+    """The order in context. The instrument and the notional are looked up when a rule
+    first asks (a halted gateway refuses before either), then kept; a plain slot, not
+    functools.cached_property, which takes a lock on every read before Python 3.12."""
 
-    @cached_property
+    __slots__ = (
+        "_instrument",
+        "_notional",
+        "account",
+        "book",
+        "config",
+        "fees",
+        "order",
+        "refill_wait",
+        "strategy",
+        "tokens",
+        "trading",
+        "trading_reason",
+    )
+
+    def __init__(
+        self,
+        *,
+        order: PlaceOrder,
+        book: BookView,
+        config: RiskConfig,
+        fees: ashare.Fees,
+        trading: TradingState,
+        trading_reason: str,
+        tokens: float,  # rate-limit tokens available now
+        refill_wait: float,  # seconds until the next token
+        account: Totals,  # today's totals before this order
+        strategy: Totals,
+    ) -> None:
+        self.order, self.book, self.config, self.fees = order, book, config, fees
+        self.trading, self.trading_reason = trading, trading_reason
+        self.tokens, self.refill_wait = tokens, refill_wait
+        self.account, self.strategy = account, strategy
+        self._instrument: object = _UNSET
+        self._notional: object = _UNSET
+
+    @property
     def instrument(self) -> InstrumentLike | None:
-        return self.book.instrument(self.order.stock_code)
+        inst = self._instrument
+        if inst is _UNSET:
+            inst = self._instrument = self.book.instrument(self.order.stock_code)
+        return inst  # type: ignore[return-value]
 
-    @cached_property
+    @property
     def notional(self) -> float | None:
-        return order_notional(self.order, self.book)
+        value = self._notional
+        if value is _UNSET:
+            value = self._notional = order_notional(self.order, self.book)
+        return value  # type: ignore[return-value]
 
     @property
     def is_buy(self) -> bool:
