@@ -305,6 +305,8 @@ class Peer:
             except (OSError, subprocess.TimeoutExpired):
                 self.popen.kill()
                 self.popen.wait(5)
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
 
     def __enter__(self) -> Peer:
         return self

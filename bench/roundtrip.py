@@ -38,16 +38,18 @@ from qmtbus import Gateway, protocol
 from qmtbus.client import new_client_order_id
 
 ENGINE_MISSING = (
-    "vnpy's trading engine does not import (it needs ta-lib, loguru and tzlocal: "
-    "pip install -e '.[bench]'): skipping the vnpy engine lines"
+    "vnpy's engine needs ta-lib, loguru, tzlocal and requests (pip install -e '.[bench]'): "
+    "skipping the vnpy engine lines"
 )
 
 
 def vnpy_engine_available() -> bool:
-    """vnpy.trader.engine imports (vnpy is installed --no-deps; its engine needs more)."""
+    """What vnpy.trader.engine imports beyond vnpy.rpc is installed (vnpy itself is
+    installed --no-deps)."""
     import importlib.util
 
-    return all(importlib.util.find_spec(m) for m in ("talib", "loguru", "tzlocal", "numpy"))
+    needed = ("talib", "loguru", "tzlocal", "requests", "numpy")
+    return all(importlib.util.find_spec(m) is not None for m in needed)
 
 
 @dataclass
