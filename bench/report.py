@@ -447,7 +447,8 @@ def _roundtrip(run: Run, w: Any) -> None:
             "order's intent before the broker call and its events before the reply; "
             "vnpy's MainEngine path has no risk gate and no journal (its log file gets "
             "two lines per order from the event thread, never fsynced; qmtbus's journal "
-            "is fsynced once a second here, `gateway.journal_fsync_interval = 1`)."
+            "is written before the broker call and fsynced once a second here, "
+            "`gateway.journal_fsync_interval = 1`)."
         )
         w("")
     w("| system | p50 µs | p99 µs | max µs | request / reply bytes | round trips |")

@@ -188,7 +188,8 @@ def vnpy_engine_run(settings: Settings, result: Result, answered: bool) -> None:
         client.callback = lambda topic, data: None
         client.start(rep, pub)
         client.subscribe_topic("bye")
-        call = client.send_order_answered if answered else client.send_order
+        function = "send_order_answered" if answered else "send_order"
+        call = getattr(client, function)
         lat: list[int] = []
         req: Any = None
         vt_orderid = ""
@@ -213,7 +214,7 @@ def vnpy_engine_run(settings: Settings, result: Result, answered: bool) -> None:
         client.bye()  # its SUB thread polls 30 s; a "bye" publish wakes it to stop
         client.join()
     result.sizes[name] = (
-        len(pickle.dumps(["send_order", (req, "XT"), {}], pickle.DEFAULT_PROTOCOL)),
+        len(pickle.dumps([function, (req, "XT"), {}], pickle.DEFAULT_PROTOCOL)),
         len(pickle.dumps([True, vt_orderid], pickle.DEFAULT_PROTOCOL)),
     )
     _record(result, name, lat)

@@ -41,10 +41,12 @@ import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 GATEWAY = "XT"
 ACCOUNT = "SIM0001"
 STOCK_CODE = "600000.SH"
+CHINA_TZ = ZoneInfo("Asia/Shanghai")
 ANSWER_TIMEOUT = 10.0  # seconds the answered line waits for the broker's response
 
 
@@ -106,6 +108,7 @@ def gateway_class(xttrader: Any, sim: Any) -> type[Any]:
             self.client: Any = None
             self.account: Any = None
             self.connected = False
+            self.active_sysids: dict[str, int] = {}  # local order id → broker's, for cancels
             # answered mode: the broker's response per local order id, until it is taken
             self.track_answers = False
             self.answers: dict[str, Any] = {}
@@ -166,9 +169,13 @@ def gateway_class(xttrader: Any, sim: Any) -> type[Any]:
                 volume=xt_order.order_volume,
                 traded=xt_order.traded_volume,
                 status=status_xt2vt.get(xt_order.order_status, Status.SUBMITTING),
-                datetime=datetime.fromtimestamp(xt_order.order_time),
+                datetime=datetime.fromtimestamp(xt_order.order_time, CHINA_TZ),
                 gateway_name=self.gateway_name,
             )
+            if order.is_active():
+                self.active_sysids[xt_order.order_remark] = xt_order.order_id
+            else:
+                self.active_sysids.pop(xt_order.order_remark, None)
             self.gateway.on_order(order)
 
         def on_order_error(self, xt_error: Any) -> None:
