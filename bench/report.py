@@ -469,6 +469,21 @@ def _roundtrip(run: Run, w: Any) -> None:
             f"{_f(f[key + '.max'])} | {size[0]} / {size[1]} | {rt.counts.get(key, 0):,} |"
         )
     w("")
+    lines = (("vnpy_engine", "returns at order_stock_async"), ("vnpy_answered", "waits"))
+    queued = [
+        f"{f.get_figure(f'{key}.queued').median:,.0f} ({what})"
+        for key, what in lines
+        if f"{key}.queued" in f
+    ]
+    if queued:
+        w(
+            "Events still queued in vnpy's event engine when the last reply of a run came "
+            f"back: {', '.join(queued)}. Its one event thread (OMS, the file log, the RPC "
+            "publishing of every event) handles an order's events after the reply and "
+            "falls behind one order after another; it shares the GIL with the RpcServer "
+            "thread and xttrader's callback thread, which is where vnpy's p99 goes."
+        )
+        w("")
     if "stage.intake.p50" in f:
         w(
             "Where the gateway's round trip goes, split at two timestamps the system "

@@ -183,7 +183,7 @@ def vnpy_engine_run(settings: Settings, result: Result, answered: bool) -> None:
     rep, pub = (f"tcp://127.0.0.1:{free_port()}" for _ in range(2))
     symbol, _ = CODE.split(".")
     price = resting_buy_price()
-    with Peer("vnpy-engine", rep, pub, "answered" if answered else "sent"):
+    with Peer("vnpy-engine", rep, pub, "answered" if answered else "sent") as peer:
         client: Any = RpcClient()
         client.callback = lambda topic, data: None
         client.start(rep, pub)
@@ -210,6 +210,8 @@ def vnpy_engine_run(settings: Settings, result: Result, answered: bool) -> None:
                 raise RuntimeError(f"vnpy's engine refused order {i}: {req}")
             if i >= settings.warmup:
                 lat.append(elapsed)
+        # vnpy's event thread handles the orders' events after the replies: how far behind
+        result.figures.add(f"{name}.queued", peer.ask(what="queued")["queued"])
         client.stop()
         client.bye()  # its SUB thread polls 30 s; a "bye" publish wakes it to stop
         client.join()

@@ -29,6 +29,9 @@ broker has answered (vnpy's own behaviour). Mode `answered`: the registered
 blocks until the gateway's `on_order_stock_async_response` for that order has come in
 (the broker's answer, which qmtbus's `order_ack` waits for too), and raises if the broker
 refused it. Neither mode has a risk gate or a journal: vnpy's MainEngine path has none.
+
+Any line on stdin is answered with `{"queued": N}`: the events vnpy's one event thread
+(OMS, file log, RPC publishing) has not handled yet (its EventEngine's queue).
 """
 
 from __future__ import annotations
@@ -367,11 +370,12 @@ def run(rep_address: str, pub_address: str, mode: str, say: Any) -> None:
     main_engine.event_engine.register_general(publish)
     server.start(rep_address, pub_address)
     say(ready=True, mode=mode)
-    for _ in sys.stdin:
-        pass
+    for line in sys.stdin:  # any line: how many events vnpy's event thread has yet to handle
+        if line.strip():
+            say(queued=main_engine.event_engine._queue.qsize())
+    main_engine.close()  # its event thread first: it publishes on the server's socket
     server.stop()
     server.join()
-    main_engine.close()
     sim.close()
     os.chdir(tempfile.gettempdir())
     shutil.rmtree(home, ignore_errors=True)
