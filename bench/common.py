@@ -305,8 +305,9 @@ class Peer:
             except (OSError, subprocess.TimeoutExpired):
                 self.popen.kill()
                 self.popen.wait(5)
-        if self.popen.stdout is not None:
-            self.popen.stdout.close()
+        for pipe in (self.popen.stdin, self.popen.stdout):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
 
     def __enter__(self) -> Peer:
         return self

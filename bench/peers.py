@@ -328,7 +328,7 @@ def main(argv: list[str]) -> None:
     elif kind == "vnpy-engine":
         from bench import vnpy_engine
 
-        vnpy_engine.run(args[0], args[1], args[2], say)
+        vnpy_engine.run(args[0], args[1], args[2])
     elif kind == "readers":
         run_readers(args[0], args[1], int(args[2]))
     elif kind == "notes":

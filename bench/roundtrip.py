@@ -160,8 +160,11 @@ def vnpy_run(settings: Settings, result: Result) -> None:
             assert ack["client_order_id"] == cmd.client_order_id
             if i >= settings.warmup:
                 lat.append(elapsed)
+        # its SUB thread polls 30 s: a "bye" published 50 ms after this call wakes it to see
+        # stop(). bye() first: once stopped, a heartbeat waking that thread makes it close
+        # the REQ socket under a call still using it.
+        client.bye()
         client.stop()
-        client.bye()  # its SUB thread polls 30 s; a "bye" publish wakes it to stop
         client.join()
     result.sizes["vnpy"] = (
         len(pickle.dumps(["order", (req,), {}], pickle.DEFAULT_PROTOCOL)),
@@ -212,8 +215,11 @@ def vnpy_engine_run(settings: Settings, result: Result, answered: bool) -> None:
                 lat.append(elapsed)
         # vnpy's event thread handles the orders' events after the replies: how far behind
         result.figures.add(f"{name}.queued", peer.ask(what="queued")["queued"])
+        # its SUB thread polls 30 s: a "bye" published 50 ms after this call wakes it to see
+        # stop(). bye() first: once stopped, a heartbeat waking that thread makes it close
+        # the REQ socket under a call still using it.
+        client.bye()
         client.stop()
-        client.bye()  # its SUB thread polls 30 s; a "bye" publish wakes it to stop
         client.join()
     result.sizes[name] = (
         len(pickle.dumps([function, (req, "XT"), {}], pickle.DEFAULT_PROTOCOL)),

@@ -318,10 +318,17 @@ def gateway_class(xttrader: Any, sim: Any) -> type[Any]:
     return SimXtGateway
 
 
-def run(rep_address: str, pub_address: str, mode: str, say: Any) -> None:
-    """Serve until stdin closes; `say(**message)` answers the bench (one JSON line)."""
+def run(rep_address: str, pub_address: str, mode: str) -> None:
+    """Serve until stdin closes, answering the bench on stdout (one JSON line each)."""
     if mode not in ("sent", "answered"):
         raise SystemExit(f"vnpy-engine mode must be sent or answered, not {mode!r}")
+    # stdout carries only the answers to the bench: anything else printed goes to stderr
+    answers, sys.stdout = sys.stdout, sys.stderr
+
+    def say(**message: Any) -> None:
+        answers.write(json.dumps(message) + "\n")
+        answers.flush()
+
     import shutil
 
     home = vnpy_home()

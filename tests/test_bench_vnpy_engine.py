@@ -34,8 +34,8 @@ def engine_client(mode: str) -> Iterator[Any]:
         try:
             yield client
         finally:
+            client.bye()  # before stop(), as bench/roundtrip.py says why
             client.stop()
-            client.bye()
             client.join()
 
 
