@@ -479,9 +479,10 @@ def _roundtrip(run: Run, w: Any) -> None:
         w(
             "Events still queued in vnpy's event engine when the last reply of a run came "
             f"back: {', '.join(queued)}. Its one event thread (OMS, the file log, the RPC "
-            "publishing of every event) handles an order's events after the reply and "
-            "falls behind one order after another; it shares the GIL with the RpcServer "
-            "thread and xttrader's callback thread, which is where vnpy's p99 goes."
+            "publishing of every event) handles an order's events after the reply, and "
+            "with orders coming one after another it can fall behind (0: it had caught "
+            "up); it shares the GIL with the RpcServer thread and xttrader's callback "
+            "thread, which is where vnpy's p99 goes."
         )
         w("")
     if "stage.intake.p50" in f:
