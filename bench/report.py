@@ -109,7 +109,9 @@ def verdicts(run: Run) -> list[Verdict]:
         )
         for key, target in ENGINE_TARGETS:
             if f"{key}.p50" not in f:
-                out.append(Verdict(target, "vnpy's engine not measured (vnpy missing)", None))
+                out.append(
+                    Verdict(target, "not measured: vnpy or its engine's imports missing", None)
+                )
                 continue
             vn = f.get_figure(f"{key}.p50").median
             out.append(
