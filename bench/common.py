@@ -305,6 +305,9 @@ class Peer:
             except (OSError, subprocess.TimeoutExpired):
                 self.popen.kill()
                 self.popen.wait(5)
+        for pipe in (self.popen.stdin, self.popen.stdout):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
 
     def __enter__(self) -> Peer:
         return self

@@ -14,6 +14,8 @@ JSON line; it exits when stdin closes. Kinds:
 - `vnpy REP_ADDRESS PUB_ADDRESS` — vnpy.rpc's RpcServer with an `order(req)`
   function returning an ack dict, and `RpcServer.publish` for the same publish
   command as `pub`.
+- `vnpy-engine REP_ADDRESS PUB_ADDRESS sent|answered` — vnpy's MainEngine with a
+  vnpy_xt-like gateway over the simulated miniQMT, served by vnpy.rpc (bench/vnpy_engine.py).
 - `readers EVENTS_ADDRESS QUOTES_ADDRESS N` — N SUB sockets reading every event and
   one reading every tick, as fast as they come; any line on stdin answers what they
   read (events per reader, ticks, seconds since the first tick) and stops.
@@ -323,6 +325,10 @@ def main(argv: list[str]) -> None:
         run_pub(args[0], int(args[1]))
     elif kind == "vnpy":
         run_vnpy(args[0], args[1])
+    elif kind == "vnpy-engine":
+        from bench import vnpy_engine
+
+        vnpy_engine.run(args[0], args[1], args[2])
     elif kind == "readers":
         run_readers(args[0], args[1], int(args[2]))
     elif kind == "notes":

@@ -1,9 +1,12 @@
 """Scenario 1: order round trip, Python client -> gateway -> simulator acceptance -> order_ack,
-next to a bare pyzmq + msgspec REQ/REP echo of the same messages and a vnpy.rpc call.
+next to a bare pyzmq + msgspec REQ/REP echo of the same messages, a bare vnpy.rpc call,
+and the same order through vnpy's own engine over the same simulator (bench/vnpy_engine.py):
+`vnpy_engine` returns when `order_stock_async` has returned (vnpy's behaviour),
+`vnpy_answered` when the broker has answered (what qmtbus's `order_ack` waits for).
 
-Each run starts a fresh gateway (so the simulator's book does not grow from run
-to run), and measures the three systems one after the other in an order that
-rotates from run to run, so that a noisy moment of the machine is not always
+Each run starts a fresh gateway and fresh vnpy engines (so the simulator's book does
+not grow from run to run), and measures the systems one after the other in an order
+that rotates from run to run, so that a noisy moment of the machine is not always
 charged to the same one.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import pickle
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +36,20 @@ from bench.common import (
 )
 from qmtbus import Gateway, protocol
 from qmtbus.client import new_client_order_id
+
+ENGINE_MISSING = (
+    "vnpy's engine needs ta-lib, loguru, tzlocal and requests (pip install -e '.[bench]'): "
+    "skipping the vnpy engine lines"
+)
+
+
+def vnpy_engine_available() -> bool:
+    """What vnpy.trader.engine imports beyond vnpy.rpc is installed (vnpy itself is
+    installed --no-deps)."""
+    import importlib.util
+
+    needed = ("talib", "loguru", "tzlocal", "requests", "numpy")
+    return all(importlib.util.find_spec(m) is not None for m in needed)
 
 
 @dataclass
@@ -142,14 +160,72 @@ def vnpy_run(settings: Settings, result: Result) -> None:
             assert ack["client_order_id"] == cmd.client_order_id
             if i >= settings.warmup:
                 lat.append(elapsed)
+        # its SUB thread polls 30 s: a "bye" published 50 ms after this call wakes it to see
+        # stop(). bye() first: once stopped, a heartbeat waking that thread makes it close
+        # the REQ socket under a call still using it.
+        client.bye()
         client.stop()
-        client.bye()  # its SUB thread polls 30 s; a "bye" publish wakes it to stop
         client.join()
     result.sizes["vnpy"] = (
         len(pickle.dumps(["order", (req,), {}], pickle.DEFAULT_PROTOCOL)),
         len(pickle.dumps([True, ack], pickle.DEFAULT_PROTOCOL)),
     )
     _record(result, "vnpy", lat)
+
+
+def vnpy_engine_run(settings: Settings, result: Result, answered: bool) -> None:
+    """`client.send_order(OrderRequest, "XT")` over vnpy.rpc into vnpy's MainEngine, whose
+    gateway calls xtquant's `order_stock_async` on the simulator (bench/vnpy_engine.py);
+    with `answered`, the call returns only once the broker's response has come in."""
+    from vnpy.rpc import RpcClient
+    from vnpy.trader.constant import Direction, Exchange, OrderType
+    from vnpy.trader.object import OrderRequest
+
+    restore_sigint()
+    name = "vnpy_answered" if answered else "vnpy_engine"
+    rep, pub = (f"tcp://127.0.0.1:{free_port()}" for _ in range(2))
+    symbol, _ = CODE.split(".")
+    price = resting_buy_price()
+    with Peer("vnpy-engine", rep, pub, "answered" if answered else "sent") as peer:
+        client: Any = RpcClient()
+        client.callback = lambda topic, data: None
+        client.start(rep, pub)
+        client.subscribe_topic("bye")
+        function = "send_order_answered" if answered else "send_order"
+        call = getattr(client, function)
+        lat: list[int] = []
+        req: Any = None
+        vt_orderid = ""
+        for i in range(settings.warmup + settings.orders):
+            req = OrderRequest(
+                symbol=symbol,
+                exchange=Exchange.SSE,
+                direction=Direction.LONG,
+                type=OrderType.LIMIT,
+                volume=100,
+                price=price,
+                reference=new_client_order_id(),
+            )
+            t = time.perf_counter_ns()
+            vt_orderid = call(req, "XT")
+            elapsed = time.perf_counter_ns() - t
+            if not vt_orderid:
+                raise RuntimeError(f"vnpy's engine refused order {i}: {req}")
+            if i >= settings.warmup:
+                lat.append(elapsed)
+        # vnpy's event thread handles the orders' events after the replies: how far behind
+        result.figures.add(f"{name}.queued", peer.ask(what="queued")["queued"])
+        # its SUB thread polls 30 s: a "bye" published 50 ms after this call wakes it to see
+        # stop(). bye() first: once stopped, a heartbeat waking that thread makes it close
+        # the REQ socket under a call still using it.
+        client.bye()
+        client.stop()
+        client.join()
+    result.sizes[name] = (
+        len(pickle.dumps([function, (req, "XT"), {}], pickle.DEFAULT_PROTOCOL)),
+        len(pickle.dumps([True, vt_orderid], pickle.DEFAULT_PROTOCOL)),
+    )
+    _record(result, name, lat)
 
 
 def gateway_run(settings: Settings, result: Result) -> None:
@@ -228,11 +304,22 @@ def run(settings: Settings, log: Any = print) -> Result:
     result = Result()
     systems = ["echo", "hop", "gateway"]
     if vnpy_available():
-        systems.insert(1, "vnpy")
+        systems[1:1] = ["vnpy", "vnpy_engine"]
+        systems.append("vnpy_answered")
     else:
         log("  vnpy not installed: skipping the vnpy.rpc baseline (pip install --no-deps vnpy)")
+    if "vnpy" in systems and not vnpy_engine_available():
+        systems = [s for s in systems if s not in ("vnpy_engine", "vnpy_answered")]
+        log(f"  {ENGINE_MISSING}")
     result.systems = list(systems)
-    fns = {"echo": echo_run, "hop": hop_run, "vnpy": vnpy_run, "gateway": gateway_run}
+    fns: dict[str, Callable[[Settings, Result], None]] = {
+        "echo": echo_run,
+        "hop": hop_run,
+        "vnpy": vnpy_run,
+        "vnpy_engine": lambda s, r: vnpy_engine_run(s, r, answered=False),
+        "vnpy_answered": lambda s, r: vnpy_engine_run(s, r, answered=True),
+        "gateway": gateway_run,
+    }
     for run_no in range(settings.runs):
         order = systems[run_no % len(systems) :] + systems[: run_no % len(systems)]
         for name in order:
@@ -240,7 +327,13 @@ def run(settings: Settings, log: Any = print) -> Result:
         f = result.figures
         log(
             f"  run {run_no + 1}/{settings.runs}: p50 echo {f['echo.p50'].values[-1]:.0f} us"
-            + (f", vnpy {f['vnpy.p50'].values[-1]:.0f} us" if "vnpy" in systems else "")
+            + (f", vnpy.rpc {f['vnpy.p50'].values[-1]:.0f} us" if "vnpy" in systems else "")
+            + (
+                f", vnpy engine {f['vnpy_engine.p50'].values[-1]:.0f} us"
+                f" (answered {f['vnpy_answered.p50'].values[-1]:.0f} us)"
+                if "vnpy_engine" in systems
+                else ""
+            )
             + f", gateway {f['gateway.p50'].values[-1]:.0f} us"
             + f" (intake {f['stage.intake.p50'].values[-1]:.0f} us"
             + f" vs one-way hop {f['hop.p50'].values[-1]:.0f} us)"
