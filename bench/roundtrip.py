@@ -1,5 +1,6 @@
 """Scenario 1: order round trip, Python client -> gateway -> simulator acceptance -> order_ack,
-next to a bare pyzmq + msgspec REQ/REP echo of the same messages and a vnpy.rpc call.
+next to a bare pyzmq + msgspec REQ/REP echo of the same messages, a vnpy.rpc call and the
+design's floor (bench/floor.py: the gateway's thread hand-overs with no work).
 
 Each run starts a fresh gateway (so the simulator's book does not grow from run
 to run), and measures the three systems one after the other in an order that
@@ -16,6 +17,7 @@ from typing import Any
 
 import zmq
 
+from bench import floor
 from bench.common import (
     CODE,
     Figures,
@@ -118,6 +120,14 @@ def hop_run(settings: Settings, result: Result) -> None:
                 lat.append(arrived - wall)
         sock.close(0)
     _record(result, "hop", lat)
+
+
+def floor_run(settings: Settings, result: Result) -> None:
+    """The design's floor (bench/floor.py): the gateway's thread hand-overs, no work."""
+    measured = floor.measure(_order_command, settings.warmup, settings.orders)
+    result.sizes["floor"] = measured.sizes
+    _record(result, "floor", measured.round_trip_ns)
+    _record(result, "floor.intake", measured.intake_ns)
 
 
 def vnpy_run(settings: Settings, result: Result) -> None:
@@ -226,13 +236,14 @@ def _stages(gw: Gateway, stack: Any, walls: list[tuple[str, int, int]], result: 
 
 def run(settings: Settings, log: Any = print) -> Result:
     result = Result()
-    systems = ["echo", "hop", "gateway"]
+    systems = ["echo", "hop", "floor", "gateway"]
     if vnpy_available():
         systems.insert(1, "vnpy")
     else:
         log("  vnpy not installed: skipping the vnpy.rpc baseline (pip install --no-deps vnpy)")
     result.systems = list(systems)
     fns = {"echo": echo_run, "hop": hop_run, "vnpy": vnpy_run, "gateway": gateway_run}
+    fns["floor"] = floor_run
     for run_no in range(settings.runs):
         order = systems[run_no % len(systems) :] + systems[: run_no % len(systems)]
         for name in order:
@@ -245,5 +256,9 @@ def run(settings: Settings, log: Any = print) -> Result:
             + f" (intake {f['stage.intake.p50'].values[-1]:.0f} us"
             + f" vs one-way hop {f['hop.p50'].values[-1]:.0f} us)"
             f" (p99 {f['gateway.p99'].values[-1]:.0f} us), ping {f['ping.p50'].values[-1]:.0f} us"
+        )
+        log(
+            f"    design floor {f['floor.p50'].values[-1]:.0f} us"
+            f" (intake {f['floor.intake.p50'].values[-1]:.0f} us)"
         )
     return result
