@@ -422,32 +422,29 @@ def _floor_line(f: Figures) -> str:
         return ""
     echo, hop = f["echo.p50"].median, f["hop.p50"].median
     gw, intake = f.get_figure("gateway.p50").median, f.get_figure("stage.intake.p50").median
-    parts = []
+    line = (
+        "- **The design's floor.** The gateway's own thread design with no work, measured "
+        "in the same run (bench/floor.py: ROUTER on the I/O thread → `Inbox` to the broker "
+        "thread → a push worker's `submit` → `post` back to the I/O thread → reply), takes "
+        f"{floor:,.0f} µs a round trip ({_ratio(floor, echo):.2f}x the echo) and {fi:,.0f} µs "
+        f"from send to the broker thread ({_ratio(fi, hop):.2f}x the hop)."
+    )
     for what, ours, low, base, base_name, target in (
-        ("round trip", gw, floor, echo, "echo", 3),
+        ("round-trip", gw, floor, echo, "echo", 3),
         ("intake", intake, fi, hop, "hop", 2),
     ):
-        ratio = _ratio(low, base)
-        if ratio > target:
-            parts.append(
-                f"the {what} target ({target}x the {base_name}) is below the floor "
-                f"({low:,.0f} µs = {ratio:.2f}x), so it is missed by design: no cut in the "
-                f"work can meet it, only fewer or cheaper hand-overs"
+        if _ratio(low, base) > target:
+            line += (
+                f" The {what} target ({target}x the {base_name}) is below that floor, so it is "
+                "missed by design: no cut in the work can meet it, only fewer or cheaper "
+                "thread hand-overs."
             )
         else:
-            parts.append(
-                f"the {what} floor is {low:,.0f} µs = {ratio:.1f}x the {base_name}, which "
-                f"leaves {target * base - low:,.0f} µs for the work under the {target}x "
-                f"target; qmtbus's work takes {ours - low:,.0f} µs"
+            line += (
+                f" The {what} floor leaves {target * base - low:,.0f} µs under the {target}x "
+                f"target for the work; qmtbus's work takes {ours - low:,.0f} µs."
             )
-    return (
-        "- **The design's floor.** The gateway's own thread design, measured in the same "
-        "run with no work (bench/floor.py: ROUTER on the I/O thread → `Inbox` to the broker "
-        "thread → a push worker's `submit` → `post` back to the I/O thread → reply), takes "
-        f"{floor:,.0f} µs a round trip and {fi:,.0f} µs from send to the broker thread: "
-        + "; ".join(parts)
-        + "."
-    )
+    return line
 
 
 def _roundtrip(run: Run, w: Any) -> None:

@@ -100,8 +100,10 @@ def test_given_a_floor_above_the_targets_then_they_are_missed_by_design() -> Non
     assert "missed by design" in intake.gap
 
     text = render(run)
-    assert "the round trip target (3x the echo) is below the floor" in text
-    assert "the intake target (2x the hop) is below the floor" in text
+    assert (
+        "The round-trip target (3x the echo) is below that floor, so it is missed by design" in text
+    )
+    assert "The intake target (2x the hop) is below that floor, so it is missed by design" in text
     assert "| design floor: I/O → broker → push worker → I/O threads, no work | 280 " in text
     assert "| design floor intake (client send → broker thread has it; wall clock) | 120 " in text
 
@@ -114,11 +116,12 @@ def test_given_a_floor_under_the_targets_then_it_says_what_it_leaves_for_the_wor
 
     text = render(run)
     assert "missed by design" not in text
+    assert "takes 200 µs a round trip (2.50x the echo) and 70 µs from send" in text
     assert (
-        "the round trip floor is 200 µs = 2.5x the echo, which leaves 40 µs for the work "
-        "under the 3x target; qmtbus's work takes 300 µs"
+        "The round-trip floor leaves 40 µs under the 3x target for the work; "
+        "qmtbus's work takes 300 µs."
     ) in text
-    assert "the intake floor is 70 µs = 1.4x the hop, which leaves 30 µs" in text
+    assert "The intake floor leaves 30 µs under the 2x target for the work; " in text
 
 
 def test_given_no_floor_figures_then_the_verdicts_read_as_before() -> None:
