@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import queue
 import socket
 import sys
 import threading
@@ -45,6 +46,7 @@ _POLLIN = int(zmq.POLLIN)
 _send = zmq.backend.Socket.send  # as gateway/server.py: libzmq's bindings, no Python layer
 _recv = zmq.backend.Socket.recv
 
+PROBE_INTERVAL = 10.0  # the gateway's default probe_interval
 Envelope = list[bytes]
 Push = tuple[Envelope, str, int]  # the envelope, client_order_id, order_id
 
@@ -89,7 +91,10 @@ class Floor:
         jobs, received, submit, post = self.jobs, self.received, self.pushes.submit, self.post
         order_id = 0
         while True:
-            job = jobs.get()
+            try:  # with a timeout, as the gateway's broker thread waits (its probe interval)
+                job = jobs.get(timeout=PROBE_INTERVAL)
+            except queue.Empty:
+                continue
             if job is None:
                 return
             envelope, cmd = job
