@@ -479,7 +479,9 @@ def _roundtrip(run: Run, w: Any) -> None:
         "before the send, wall clock when the broker thread has the order. Left out, as "
         "the broker's side: the native client's own thread (xtquant's C++ thread; the "
         "simulator's `xtsim-native`) that hands the broker's answer to the push worker, "
-        "so the gateway on the simulator crosses one thread more than the floor."
+        "so the gateway on the simulator crosses one thread more than the floor; and the "
+        "gateway's `OrderSent` post (the call's seq, broker thread → I/O thread), one more "
+        "wake-up of the I/O thread per order, counted here as qmtbus's work."
     )
     w("")
     w("| system | p50 µs | p99 µs | max µs | request / reply bytes | round trips |")
