@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import zmq
 
 from qmtbus import protocol
@@ -137,12 +138,22 @@ class Floor:
             while frame.more:
                 frame = _recv(sock, 0, False)
                 frames.append(frame.bytes)
-            cmd = decode(frames[-1])
-            if not isinstance(cmd, protocol.PlaceOrder):
-                raise TypeError(f"the floor takes orders only, not {type(cmd).__name__}")
-            self._intents.append((frames[:-1], cmd))
+            try:
+                cmd = decode(frames[-1])
+            except msgspec.MsgspecError as err:
+                self._refuse(frames[:-1], f"the floor could not read the request: {err}")
+            else:
+                if isinstance(cmd, protocol.PlaceOrder):
+                    self._intents.append((frames[:-1], cmd))
+                else:
+                    what = type(cmd).__name__
+                    self._refuse(frames[:-1], f"the floor takes orders only, not {what}")
             if not zmq_poll(waiting, 0):
                 return
+
+    def _refuse(self, envelope: Envelope, message: str) -> None:
+        error = protocol.ErrorReply(code=protocol.BAD_REQUEST, message=message)
+        self._replies.append([*envelope, protocol.msgpack_encoder.encode(error)])
 
     def _flush(self) -> None:
         # where the gateway hands the turn's intents to the broker thread (after the journal)

@@ -133,3 +133,29 @@ def test_given_no_floor_figures_then_the_verdicts_read_as_before() -> None:
     rt = next(v for v in verdicts(run) if v.target == "order round trip p50 ≤ 3x the bare echo")
     assert rt.measured == "500 µs vs echo 80 µs = 6.2x"
     assert "design's floor" not in render(run)
+
+
+def test_given_a_request_that_is_not_an_order_then_the_floor_says_so_and_serves_on(
+    floor: Floor,
+) -> None:
+    ctx: zmq.Context[Any] = zmq.Context.instance()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 5000)
+    sock.connect(floor.address)
+    try:
+        for request, said in (
+            (protocol.msgpack_encoder.encode(protocol.Ping()), "orders only, not Ping"),
+            (b"\xc1", "could not read the request"),
+        ):
+            sock.send(request)
+            error = protocol.decode_reply(sock.recv())
+            assert isinstance(error, protocol.ErrorReply)
+            assert error.code == protocol.BAD_REQUEST
+            assert said in error.message
+        cmd = _order()
+        sock.send(protocol.msgpack_encoder.encode(cmd))
+        ack = protocol.decode_reply(sock.recv())
+        assert isinstance(ack, protocol.OrderAck) and ack.client_order_id == cmd.client_order_id
+    finally:
+        sock.close(0)
