@@ -259,15 +259,15 @@ def load_average() -> float:
 
 
 class Peer:
-    """A `python -m bench.peers ...` process that takes JSON commands on stdin and
-    answers each with one JSON line on stdout."""
+    """A `python -m bench.peers ...` process (or another `module` of the same kind) that
+    takes JSON commands on stdin and answers each with one JSON line on stdout."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, module: str = "bench.peers") -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         path = env.get("PYTHONPATH", "")
         env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{path}" if path else str(ROOT)
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "bench.peers", *args],
+            [sys.executable, "-m", module, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -1,8 +1,9 @@
 """Scenario 1: order round trip, Python client -> gateway -> simulator acceptance -> order_ack,
 next to a bare pyzmq + msgspec REQ/REP echo of the same messages, a bare vnpy.rpc call,
-and the same order through vnpy's own engine over the same simulator (bench/vnpy_engine.py):
+the same order through vnpy's own engine over the same simulator (bench/vnpy_engine.py):
 `vnpy_engine` returns when `order_stock_async` has returned (vnpy's behaviour),
-`vnpy_answered` when the broker has answered (what qmtbus's `order_ack` waits for).
+`vnpy_answered` when the broker has answered (what qmtbus's `order_ack` waits for), and
+the design's floor (bench/floor.py: the gateway's thread hand-overs with no work).
 
 Each run starts a fresh gateway and fresh vnpy engines (so the simulator's book does
 not grow from run to run), and measures the systems one after the other in an order
@@ -20,6 +21,7 @@ from typing import Any
 
 import zmq
 
+from bench import floor
 from bench.common import (
     CODE,
     Figures,
@@ -136,6 +138,14 @@ def hop_run(settings: Settings, result: Result) -> None:
                 lat.append(arrived - wall)
         sock.close(0)
     _record(result, "hop", lat)
+
+
+def floor_run(settings: Settings, result: Result) -> None:
+    """The design's floor (bench/floor.py): the gateway's thread hand-overs, no work."""
+    measured = floor.measure(_order_command, settings.warmup, settings.orders)
+    result.sizes["floor"] = measured.sizes
+    _record(result, "floor", measured.round_trip_ns)
+    _record(result, "floor.intake", measured.intake_ns)
 
 
 def vnpy_run(settings: Settings, result: Result) -> None:
@@ -302,7 +312,7 @@ def _stages(gw: Gateway, stack: Any, walls: list[tuple[str, int, int]], result: 
 
 def run(settings: Settings, log: Any = print) -> Result:
     result = Result()
-    systems = ["echo", "hop", "gateway"]
+    systems = ["echo", "hop", "floor", "gateway"]
     if vnpy_available():
         systems[1:1] = ["vnpy", "vnpy_engine"]
         systems.append("vnpy_answered")
@@ -318,6 +328,7 @@ def run(settings: Settings, log: Any = print) -> Result:
         "vnpy": vnpy_run,
         "vnpy_engine": lambda s, r: vnpy_engine_run(s, r, answered=False),
         "vnpy_answered": lambda s, r: vnpy_engine_run(s, r, answered=True),
+        "floor": floor_run,
         "gateway": gateway_run,
     }
     for run_no in range(settings.runs):
@@ -338,5 +349,9 @@ def run(settings: Settings, log: Any = print) -> Result:
             + f" (intake {f['stage.intake.p50'].values[-1]:.0f} us"
             + f" vs one-way hop {f['hop.p50'].values[-1]:.0f} us)"
             f" (p99 {f['gateway.p99'].values[-1]:.0f} us), ping {f['ping.p50'].values[-1]:.0f} us"
+        )
+        log(
+            f"    design floor {f['floor.p50'].values[-1]:.0f} us"
+            f" (intake {f['floor.intake.p50'].values[-1]:.0f} us)"
         )
     return result

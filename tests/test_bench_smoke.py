@@ -32,6 +32,10 @@ def test_given_quick_round_trip_then_every_order_is_acked_and_results_are_writte
     assert raw["roundtrip_counts"]["gateway"] == 200
     assert raw["roundtrip_counts"]["ping"] == 200
     assert raw["roundtrip_counts"]["hop"] == 200
+    # the design's floor (bench/floor.py) in the same run: every order acked, each intake timed
+    assert raw["roundtrip_counts"]["floor"] == 200
+    assert raw["roundtrip_counts"]["floor.intake"] == 200
+    assert raw["roundtrip"]["floor.intake.p50"][0] > 0
     # every order was accepted by the simulator and rests on its book
     assert raw["roundtrip_resting_orders"] == 250
     assert len(raw["roundtrip"]["gateway.p50"]) == 1
@@ -51,6 +55,7 @@ def test_given_quick_round_trip_then_every_order_is_acked_and_results_are_writte
     )
     assert "| **qmtbus order → order_ack** |" in text
     assert "| bare pyzmq + msgspec echo |" in text
+    assert "| design floor: I/O → broker → push worker → I/O threads, no work |" in text
     assert not (ROOT / "bench" / "RESULTS.md").exists() or (
         (ROOT / "bench" / "RESULTS.md").read_text() != text
     )
