@@ -195,6 +195,44 @@ def rss(pid: int) -> int:
     return int(psutil.Process(pid).memory_info().rss)
 
 
+@dataclass(frozen=True)
+class Cost:
+    """CPU time (user + system, every thread) and context switches (voluntary and
+    involuntary, summed over the threads) a process has had so far; Linux only."""
+
+    cpu_s: float
+    switches: int
+
+
+def cost(pid: int) -> Cost | None:
+    """What a process has cost so far, from /proc/<pid>/task (None where there is none).
+    Per order, these do not move with the other work on the machine as latency does."""
+    tasks = Path(f"/proc/{pid}/task")
+    if not tasks.is_dir():
+        return None
+    switches = 0
+    for task in tasks.iterdir():
+        try:
+            text = (task / "status").read_text()
+        except OSError:  # a thread that ended while we looked
+            continue
+        for line in text.splitlines():
+            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                switches += int(line.split()[1])
+    times = psutil.Process(pid).cpu_times()
+    return Cost(times.user + times.system, switches)
+
+
+def cost_per_order(before: Cost | None, after: Cost | None, orders: int) -> tuple[float, float]:
+    """(CPU µs, context switches) per order between two samples; (nan, nan) without them."""
+    if before is None or after is None or orders <= 0:
+        return float("nan"), float("nan")
+    return (
+        (after.cpu_s - before.cpu_s) / orders * 1e6,
+        (after.switches - before.switches) / orders,
+    )
+
+
 # -- the machine --------------------------------------------------------------------
 
 

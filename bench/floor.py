@@ -215,13 +215,15 @@ class Measured:
     round_trip_ns: list[int] = field(default_factory=list)
     intake_ns: list[int] = field(default_factory=list)  # client send → broker thread, wall
     sizes: tuple[int, int] = (0, 0)  # request, reply bytes
+    cpu_us: float = float("nan")  # the floor process's CPU per order, every thread
+    switches: float = float("nan")  # its context switches per order, every thread
 
 
 def measure(order: Callable[[], protocol.PlaceOrder], warmup: int, orders: int) -> Measured:
     """Round trips through a fresh floor process from a bare REQ socket (as the echo's),
     timed as the echo's, and each measured order's intake timed as the bare hop's: wall
     clock before encoding, wall clock where the broker thread had it."""
-    from bench.common import Peer  # here: the peer process needs none of bench.common
+    from bench.common import Cost, Peer, cost, cost_per_order  # the peer needs none of them
 
     out = Measured()
     with Peer("tcp://127.0.0.1:*", module="bench.floor") as peer:
@@ -232,8 +234,11 @@ def measure(order: Callable[[], protocol.PlaceOrder], warmup: int, orders: int) 
         encode, decode = protocol.msgpack_encoder.encode, protocol.decode_reply
         sent: list[tuple[str, int]] = []
         request = reply = b""
+        before: Cost | None = None
         try:
             for i in range(warmup + orders):
+                if i == warmup:
+                    before = cost(peer.pid)
                 cmd = order()
                 wall = time.time_ns()
                 t = time.perf_counter_ns()
@@ -252,6 +257,7 @@ def measure(order: Callable[[], protocol.PlaceOrder], warmup: int, orders: int) 
                     sent.append((cmd.client_order_id, wall))
         finally:
             sock.close(0)
+        out.cpu_us, out.switches = cost_per_order(before, cost(peer.pid), orders)
         received: dict[str, int] = peer.ask(received=True)["received"]
     out.intake_ns = [received[coid] - wall for coid, wall in sent]
     out.sizes = (len(request), len(reply))

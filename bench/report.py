@@ -3,6 +3,7 @@ targets met or missed and by how much, the profile, and the what-if numbers."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -554,6 +555,20 @@ def _roundtrip(run: Run, w: Any) -> None:
             f"{_f(f[key + '.max'])} | {size[0]} / {size[1]} | {rt.counts.get(key, 0):,} |"
         )
     w("")
+    costs = [key for key in ("echo", "floor", "gateway") if f"{key}.cpu_us" in f]
+    if costs and not math.isnan(f.get_figure(f"{costs[0]}.cpu_us").median):
+        w(
+            "What each server process spent per order: CPU time (user + system, all its "
+            "threads) and context switches (all its threads), read from /proc before and "
+            "after the measured orders. Unlike latency, these hardly move with other work "
+            "on the machine, so they are the figures to compare changes by."
+        )
+        w("")
+        w("| server | CPU µs per order | context switches per order |")
+        w("|---|---|---|")
+        for key in costs:
+            w(f"| {names[key]} | {_f(f[key + '.cpu_us'])} | {_f(f[key + '.switches'], digits=1)} |")
+        w("")
     lines = (("vnpy_engine", "returns at order_stock_async"), ("vnpy_answered", "waits"))
     queued = [
         f"{f.get_figure(f'{key}.queued').median:,.0f} ({what})"

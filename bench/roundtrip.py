@@ -24,9 +24,12 @@ import zmq
 from bench import floor
 from bench.common import (
     CODE,
+    Cost,
     Figures,
     Peer,
     bench_stack,
+    cost,
+    cost_per_order,
     free_port,
     percentile,
     resting_buy_price,
@@ -83,6 +86,14 @@ def _order_command() -> protocol.PlaceOrder:
     )
 
 
+def _record_cost(
+    result: Result, name: str, before: Cost | None, after: Cost | None, orders: int
+) -> None:
+    cpu_us, switches = cost_per_order(before, after, orders)
+    result.figures.add(f"{name}.cpu_us", cpu_us)
+    result.figures.add(f"{name}.switches", switches)
+
+
 def _record(result: Result, name: str, lat_ns: list[int]) -> None:
     us = [x / 1000 for x in lat_ns]
     result.figures.add(f"{name}.p50", percentile(us, 50))
@@ -93,7 +104,7 @@ def _record(result: Result, name: str, lat_ns: list[int]) -> None:
 
 def echo_run(settings: Settings, result: Result) -> None:
     address = f"tcp://127.0.0.1:{free_port()}"
-    with Peer("echo", address):
+    with Peer("echo", address) as peer:
         ctx: zmq.Context[Any] = zmq.Context.instance()
         sock = ctx.socket(zmq.REQ)
         sock.setsockopt(zmq.LINGER, 0)
@@ -101,7 +112,10 @@ def echo_run(settings: Settings, result: Result) -> None:
         encode, decode = protocol.msgpack_encoder.encode, protocol.decode_reply
         lat: list[int] = []
         request = reply = b""
+        before: Cost | None = None
         for i in range(settings.warmup + settings.orders):
+            if i == settings.warmup:
+                before = cost(peer.pid)
             cmd = _order_command()
             t = time.perf_counter_ns()
             request = encode(cmd)
@@ -112,6 +126,7 @@ def echo_run(settings: Settings, result: Result) -> None:
             assert isinstance(ack, protocol.OrderAck) and ack.client_order_id == cmd.client_order_id
             if i >= settings.warmup:
                 lat.append(elapsed)
+        _record_cost(result, "echo", before, cost(peer.pid), settings.orders)
         sock.close(0)
     result.sizes["echo"] = (len(request), len(reply))
     _record(result, "echo", lat)
@@ -146,6 +161,8 @@ def floor_run(settings: Settings, result: Result) -> None:
     result.sizes["floor"] = measured.sizes
     _record(result, "floor", measured.round_trip_ns)
     _record(result, "floor.intake", measured.intake_ns)
+    result.figures.add("floor.cpu_us", measured.cpu_us)
+    result.figures.add("floor.switches", measured.switches)
 
 
 def vnpy_run(settings: Settings, result: Result) -> None:
@@ -248,7 +265,10 @@ def gateway_run(settings: Settings, result: Result) -> None:
             lat: list[int] = []
             walls: list[tuple[str, int, int]] = []  # client_order_id, sent, ack received
             ack: protocol.OrderAck | None = None
+            before: Cost | None = None
             for i in range(settings.warmup + settings.orders):
+                if i == settings.warmup:
+                    before = cost(started.proc.pid)
                 coid = new_client_order_id()
                 wall = time.time_ns()
                 t = time.perf_counter_ns()
@@ -259,6 +279,7 @@ def gateway_run(settings: Settings, result: Result) -> None:
                 if i >= settings.warmup:
                     lat.append(elapsed)
                     walls.append((coid, wall, wall + elapsed))
+            _record_cost(result, "gateway", before, cost(started.proc.pid), settings.orders)
             _record(result, "gateway", lat)
             _stages(gw, stack, walls, result)
             result.gateway_rss.append(rss(started.proc.pid))
