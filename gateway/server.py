@@ -3,10 +3,10 @@
 Everything another thread wants from the bus arrives as an item in the inbox
 (a deque plus a wake-up pipe polled next to the sockets). Each loop turn:
 take items → emit events (journal.append, and the ledger takes them in) →
-journal.flush → publish → send replies → publish waiting ticks (a bounded
-number, on the quotes socket) → hand orders whose intent is now journaled to the
-broker thread. So an event is in the OS before anyone can see it, an order is in
-the journal before the broker hears of it, a reply never overtakes the events it
+journal.flush → hand orders whose intent is now journaled to the broker thread →
+publish → send replies → publish waiting ticks (a bounded number, on the quotes
+socket). So an event is in the OS before anyone can see it, an order is in the
+journal before the broker hears of it, a reply never overtakes the events it
 reports, and ticks never delay either.
 
 The journal is the one source of truth: at start the ledger (client orders,
@@ -272,6 +272,7 @@ class Server:
             money, self._money = self._money, False
             if money:
                 failpoint("events_journaled")
+            self._hand_over()
             # Frame by frame with int flags: send_multipart's enum arithmetic costs
             # several µs per event (bench/RESULTS.md, fan-out profile).
             pub = self.pub
@@ -292,9 +293,7 @@ class Server:
             failpoint("order_replied")
 
     def _hand_over(self) -> None:
-        """Hand the turn's orders, their intents journaled, to the broker thread: last in
-        the turn, just before the loop sleeps in poll, so the woken broker thread finds the
-        GIL free instead of waiting for this thread to publish and reply."""
+        """Hand the turn's orders, their intents now journaled, to the broker thread."""
         if self._intents:
             failpoint("intent_written")
             for job in self._intents:
@@ -358,7 +357,6 @@ class Server:
             self.quotes.expire(now)
             self._flush()
             self.quotes.publish()
-            self._hand_over()
 
     def _take_items(self) -> None:
         self._wake_sent = False  # before emptying the inbox: see post()
