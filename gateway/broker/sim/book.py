@@ -355,8 +355,19 @@ class Book:
             if not resting:
                 continue
             quote = self._market.quote(code)
+            # A buy can fill only if the best ask is within its limit, a sell only if the best
+            # bid is (0: no level inside the day's limits): a cheap look first, so a tick
+            # costs little with thousands of orders resting out of reach.
+            ask1, bid1 = quote.ask_prices()[0], quote.bid_prices()[0]
+            orders = self.orders
             for order_id in list(resting):
-                self._match(self.orders[order_id], quote, now)
+                state = orders[order_id]
+                if state.order_type == xt.STOCK_BUY:
+                    if not ask1 or ask1 > state.limit_m:
+                        continue
+                elif not bid1 or bid1 < state.limit_m:
+                    continue
+                self._match(state, quote, now)
         return self._commit()
 
     def _fill(self, state: OrderState, price_m: int, volume: int, now: float) -> None:

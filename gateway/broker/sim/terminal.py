@@ -242,7 +242,13 @@ class SimTerminal:
             now = self._clock()
             if hours.phase(now, self._config.market_hours) == "closed":
                 return
-            batch = [ticks.full_tick(self._market.quote(c), now) for c in self._quote_codes]
+            codes = list(self._quote_codes)
+        batch = []
+        for code in codes:  # the lock a tick at a time: an order placed meanwhile waits for one
+            with self._lock:
+                if self._closed:
+                    return
+                batch.append(ticks.full_tick(self._market.quote(code), now))
         sink(batch)
 
     # -- sessions (called by the native clients) ---------------------------------------
