@@ -42,14 +42,20 @@ def _order() -> protocol.PlaceOrder:
     )
 
 
-def test_given_orders_then_the_floor_acks_each_after_its_broker_thread_had_it(
-    floor: Floor,
-) -> None:
+def _req(floor: Floor) -> zmq.Socket[Any]:
+    """A REQ socket to the floor that gives up after 5 s."""
     ctx: zmq.Context[Any] = zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVTIMEO, 5000)
     sock.connect(floor.address)
+    return sock
+
+
+def test_given_orders_then_the_floor_acks_each_after_its_broker_thread_had_it(
+    floor: Floor,
+) -> None:
+    sock = _req(floor)
     sent: list[tuple[str, int, int]] = []
     try:
         for expected_id in range(1, 21):
@@ -138,11 +144,7 @@ def test_given_no_floor_figures_then_the_verdicts_read_as_before() -> None:
 def test_given_a_request_that_is_not_an_order_then_the_floor_says_so_and_serves_on(
     floor: Floor,
 ) -> None:
-    ctx: zmq.Context[Any] = zmq.Context.instance()
-    sock = ctx.socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, 5000)
-    sock.connect(floor.address)
+    sock = _req(floor)
     try:
         for request, said in (
             (protocol.msgpack_encoder.encode(protocol.Ping()), "orders only, not Ping"),
