@@ -13,7 +13,7 @@ from typing import get_args
 
 from qmtbus.config import RiskConfig
 from qmtbus.gateway import ashare
-from qmtbus.gateway.risk.rules import RULES, BookView, Ctx, order_notional, trading_state
+from qmtbus.gateway.risk.rules import BookView, Ctx, active_rules, order_notional, trading_state
 from qmtbus.gateway.risk.state import RiskState, Totals, load_state, save_state, trading_day
 from qmtbus.protocol import PlaceOrder, TradingState
 
@@ -85,7 +85,7 @@ class RiskGate:
         # counters in files written by older versions are not a source of truth
         self._state.trading_day, self._state.account, self._state.strategies = "", Totals(), {}
         self._bucket = TokenBucket(config.max_orders_per_second, now())
-        self._rules = RULES if config.enabled else (trading_state,)
+        self._rules = active_rules(config) if config.enabled else (trading_state,)
         self._passed: tuple[PlaceOrder, float | None] | None = None
         self._day_at, self._day = -1, ""  # the trading day of the second _day_at
 

@@ -11,7 +11,7 @@ import pytest
 
 from qmtbus.config import RiskConfig
 from qmtbus.gateway.risk import RULE_NAMES, Denial, RiskGate
-from qmtbus.gateway.risk.state import SHANGHAI
+from qmtbus.gateway.risk.state import SHANGHAI, Totals
 from qmtbus.protocol import FIX_PRICE, LATEST_PRICE, STOCK_BUY, STOCK_SELL, PlaceOrder
 
 # Tuesday 2026-11-24, 10:00 in Shanghai: continuous trading.
@@ -391,3 +391,61 @@ def test_given_a_convertible_bond_then_stock_lots_and_board_caps_leave_it_to_the
     book = Book(instruments={code: Instrument(code, price_tick=0.001)})
     passes(gate, buy(10, price=10.005, stock_code=code), book)
     denied(gate, buy(10, price=10.0005, stock_code=code), book, "tick_size")
+
+
+# -- rules a config switches off are not run ---------------------------------------------
+
+# Orders each rule would refuse if it were on, against a book with no cash and no shares.
+_BAD_ORDERS = (
+    buy(150, 10.0),  # not a lot
+    buy(100, 10.005),  # off the tick
+    buy(100, 11.5),  # above the up-stop, and far from the last price
+    buy(10_000, 10.0, stock_code="688001.SH"),  # more than cash
+    sell(100, 10.0),  # nothing to sell
+    buy(100, 10.0, price_type=LATEST_PRICE),
+)
+
+
+def test_given_a_config_that_switches_a_rule_off_then_the_rule_could_refuse_nothing(
+    tmp_path: Path,
+) -> None:
+    from qmtbus.gateway.risk.rules import _ON, RULES, Ctx, active_rules
+
+    off = RiskConfig(
+        check_lot_and_tick=False,
+        check_price_limits=False,
+        fat_finger_pct=0.0,
+        check_sellable=False,
+        check_cash=False,
+    )
+    assert set(active_rules(off)) == set(RULES) - set(_ON)
+    book = Book(free_cash=0.0)
+    for rule in _ON:
+        for order in _BAD_ORDERS:
+            ctx = Ctx(
+                order=order, book=book, config=off, fees=make_gate(tmp_path)._fees,
+                trading="active", trading_reason="", tokens=0.0, refill_wait=1.0,
+                account=Totals(orders=10**9, turnover=1e18),
+                strategy=Totals(orders=10**9, turnover=1e18),
+            )  # fmt: skip
+            assert rule(ctx) is None, (rule.__name__, order)
+
+
+def test_given_every_limit_set_then_every_rule_is_checked() -> None:
+    from qmtbus.gateway.risk.rules import RULES, active_rules
+
+    on = RiskConfig(
+        max_order_notional=1.0, max_order_volume=1, max_orders_per_second=1.0,
+        max_orders_per_day=1, max_turnover_per_day=1.0, max_orders_per_day_per_strategy=1,
+        max_turnover_per_day_per_strategy=1.0, allow_symbols=["6*"], deny_symbols=["3*"],
+    )  # fmt: skip
+    assert active_rules(on) == RULES
+
+
+def test_given_the_default_config_then_the_switched_on_checks_run_and_no_limit_is_checked():
+    from qmtbus.gateway.risk.rules import active_rules
+
+    names = {rule.__name__ for rule in active_rules(RiskConfig())}
+    on = {"lot_size", "tick_size", "price_limits", "fat_finger", "sellable", "cash"}
+    assert on <= names
+    assert not names & {"deny_symbols", "allow_symbols", "max_order_volume", "max_orders_per_day"}
