@@ -6,7 +6,10 @@ on the simulator's book, then one `sim_set_price` moves the price through them a
 the simulator fills every one, pushing (on its push thread, as xtquant does)
 an order update, a trade, and position/asset updates for each. A raw SUB socket
 (RCVHWM 100,000, as EventStream) counts them: rate = broker-made events received /
-(last one received - first one received); lost = gaps in the seqs received.
+(last one received - first one received); lost = gaps in the seqs received. Each event is
+stamped when the socket hands it over and decoded after the burst (decoding every event
+inline, with a poll per event, cost the subscriber 8-13 µs an event and capped a run at
+80,000-130,000/s whatever the gateway did: bench/CHANGES.md, third pass).
 The burst ends with the last of its N order updates and N trades: a later event (the
 gateway's periodic probe reports a changed asset seconds after) is not part of it; before
 this rule, one such straggler made a run read 226 events/s.
@@ -86,20 +89,30 @@ def one_run(settings: Settings, result: Result) -> None:
             )
             if not isinstance(reply, protocol.SimAck):
                 raise RuntimeError(f"sim_set_price failed: {reply}")
+            # Read as fast as the socket gives them, stamped on receipt; decoded after the
+            # burst, so the subscriber's own decoding (several µs an event in Python) is not
+            # taken for the gateway's rate.
+            received: list[tuple[int, bytes]] = []
+            stamp, recv = time.perf_counter_ns, sub.recv_multipart
+            while sub.poll(1000):
+                while True:
+                    try:
+                        _, payload = recv(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    received.append((stamp(), payload))
             first = last = 0
             count = 0
             fills_left = 2 * settings.orders  # an order update and a trade per fill
             seqs: list[int] = []
             kinds: dict[str, int] = {}
-            while sub.poll(1000):
-                _, payload = sub.recv_multipart()
+            for now, payload in received:
                 ev = decode(payload)
                 seqs.append(ev.seq)
                 if not isinstance(ev, BROKER_MADE) or not fills_left:
                     continue
                 if isinstance(ev, (protocol.OrderEvent, protocol.TradeEvent)):
                     fills_left -= 1
-                now = time.perf_counter_ns()
                 first = first or now
                 last = now
                 count += 1
