@@ -12,7 +12,9 @@ inline, with a poll per event, cost the subscriber 8-13 µs an event and capped 
 80,000-130,000/s whatever the gateway did: bench/CHANGES.md, third pass).
 A second rate counts the same events from the moment the price move is sent (`whole`): it
 includes the simulator's matching and the wait for the I/O thread's first turn, which the
-first one leaves out, and it moves less with when that first turn comes.
+first one leaves out, and it moves less with when that first turn comes. `cpu_us`: the
+gateway process's CPU time (user + system, every thread) from the price move to the burst's
+2N-th event received, per event: the burst's cost, which moves least with the machine's load.
 The burst ends with the last of its N order updates and N trades: a later event (the
 gateway's periodic probe reports a changed asset seconds after) is not part of it; before
 this rule, one such straggler made a run read 226 events/s.
@@ -24,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
 import zmq
 
 from bench.common import (
@@ -86,6 +89,9 @@ def one_run(settings: Settings, result: Result) -> None:
             while sub.poll(50):  # drop what came before the burst
                 sub.recv_multipart()
             decode = protocol.decode_event
+            gateway = psutil.Process(started.proc.pid)
+            cpu_before = sum(gateway.cpu_times()[:2])
+            cpu_after = 0.0
             moved = time.perf_counter_ns()
             reply = call(
                 stack.commands_address,
@@ -105,6 +111,8 @@ def one_run(settings: Settings, result: Result) -> None:
                     except zmq.Again:
                         break
                     received.append((stamp(), payload))
+                    if len(received) == 2 * settings.orders:  # the burst's size, give or take
+                        cpu_after = sum(gateway.cpu_times()[:2])
             first = last = 0
             count = 0
             fills_left = 2 * settings.orders  # an order update and a trade per fill
@@ -134,6 +142,8 @@ def one_run(settings: Settings, result: Result) -> None:
     # and the wait for the I/O thread's first turn count too
     whole = (last - moved) / 1e9
     result.figures.add("whole", count / whole if whole > 0 else 0.0)
+    # the gateway's CPU time (all threads, user + system) per event, the burst's load on it
+    result.figures.add("cpu_us", (cpu_after - cpu_before) / count * 1e6 if count else 0.0)
     result.figures.add("lost", lost)
 
 
