@@ -360,6 +360,10 @@ class XtQuantAsyncClient:
             if name.startswith("="):  # a response to a request
                 with self._waiting_lock:
                     self._waiting.pop(args[0], None)
+                    if not self._waiting:
+                        # nothing waits for a timeout now: the deadlines left are moot, and
+                        # while any is listed every item would take the lock and the clock
+                        deadlines.clear()
                 self._call(name[1:], args)
             elif name:
                 bound, shape = _PUSHES[name]
@@ -382,6 +386,8 @@ class XtQuantAsyncClient:
                 callback = self._waiting.pop(seq, None)
                 if callback is not None:
                     late.append((seq, callback))
+            if not self._waiting:
+                self._deadlines.clear()  # as in _run: none is needed now
         for seq, callback in late:
             log.info("session %s: request %s timed out", self.session, seq)
             self._call(callback, (seq, None))
