@@ -102,9 +102,13 @@ def one_run(settings: Settings, result: Result) -> None:
             # Read as fast as the socket gives them, stamped on receipt; decoded after the
             # burst, so the subscriber's own decoding (several µs an event in Python) is not
             # taken for the gateway's rate.
+            # Until a second after the burst's size has come (stragglers and any gap in the
+            # seqs show by then), or a quiet second, or a minute: heartbeats come every
+            # second, so a quiet second alone kept the reader waiting for minutes at times.
             received: list[tuple[int, bytes]] = []
             stamp, recv = time.perf_counter_ns, sub.recv_multipart
-            while sub.poll(1000):
+            until = time.monotonic() + 60.0
+            while time.monotonic() < until and sub.poll(1000):
                 while True:
                     try:
                         _, payload = recv(zmq.NOBLOCK)
@@ -113,6 +117,7 @@ def one_run(settings: Settings, result: Result) -> None:
                     received.append((stamp(), payload))
                     if len(received) == 2 * settings.orders:  # the burst's size, give or take
                         cpu_after = sum(gateway.cpu_times()[:2])
+                        until = time.monotonic() + 1.0
             if not cpu_after:  # fewer came (a lost event shows in `lost`): up to the quiet end
                 cpu_after = sum(gateway.cpu_times()[:2])
             first = last = 0
