@@ -693,13 +693,19 @@ def _brokerfan(run: Run, w: Any) -> None:
         "and a trade for each (and position / asset updates). The gateway takes each push "
         "as a broker event: client order outcome, journal, publish. A raw SUB socket "
         "(RCVHWM 100,000) counts them: rate = broker-made events / (last received - first "
-        "received); lost = gaps in every seq received."
+        "received), each stamped on receipt and decoded after the burst; the whole burst's "
+        "rate counts the same events from the price move sent (the simulator's matching and "
+        "the wait for the I/O thread's first turn included); CPU = the gateway process's "
+        "user + system time from the price move to the burst's last event, per event; lost = "
+        "gaps in every seq received."
     )
     w("")
     kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(bf.kinds.items()))
-    w("| events per run | events/s | lost |")
-    w("|---|---|---|")
-    w(f"| {_f(f['events'])} ({kinds}) | {_f(f['rate'])} | {_f(f['lost'])} |")
+    w("| events per run | events/s | whole burst, events/s | gateway CPU µs per event | lost |")
+    w("|---|---|---|---|---|")
+    whole = _f(f["whole"]) if "whole" in f else "—"
+    cpu = _f(f["cpu_us"]) if "cpu_us" in f else "—"
+    w(f"| {_f(f['events'])} ({kinds}) | {_f(f['rate'])} | {whole} | {cpu} | {_f(f['lost'])} |")
     w("")
 
 

@@ -30,6 +30,20 @@ def test_given_items_put_then_they_come_out_in_the_order_they_went_in(eventfd: b
     assert len(inbox) == 0
 
 
+def test_given_a_sleeping_consumer_and_items_put_at_once_then_it_wakes_and_takes_them_in_order(
+    eventfd: bool,
+) -> None:
+    inbox: Inbox[int] = Inbox(eventfd)
+    got: list[int] = []
+    consumer = threading.Thread(target=lambda: got.extend(inbox.get(5) for _ in range(4)))
+    consumer.start()
+    wait_for(lambda: inbox._asleep, 5, "the consumer asleep")
+    inbox.put_many([1, 2, 3])
+    inbox.put(4)
+    consumer.join(5)
+    assert got == [1, 2, 3, 4] and len(inbox) == 0
+
+
 def test_given_an_empty_inbox_then_get_with_a_timeout_raises_empty(eventfd: bool) -> None:
     inbox: Inbox[int] = Inbox(eventfd)
     with pytest.raises(queue.Empty):

@@ -179,6 +179,23 @@ def test_given_mute_queries_fault_then_set_timeout_bounds_every_query(tmp_path: 
         assert trader.query_stock_asset(sim.account) is not None
 
 
+def test_given_timed_queries_answered_then_no_deadline_is_left_and_a_later_one_still_times_out(
+    tmp_path: Path,
+) -> None:
+    with open_sim(tmp_path) as sim:
+        trader, _ = sim.session()
+        trader.set_timeout(300)
+        client = trader.async_client
+        assert trader.query_stock_asset(sim.account) is not None
+        assert trader.query_stock_positions(sim.account) is not None
+        # answered before the callback ran: the push thread watches no clock per push now
+        assert client._deadlines == [] and client._waiting == {}
+        sim.fault("mute_queries", 1)
+        assert trader.query_stock_asset(sim.account) is None  # after its 300 ms
+        sim.fault("mute_queries", 0)
+        assert trader.query_stock_asset(sim.account) is not None
+
+
 def test_given_wrong_account_then_subscribe_fails_and_queries_are_empty(tmp_path: Path) -> None:
     with open_sim(tmp_path) as sim:
         trader, _ = sim.session(subscribe=False)

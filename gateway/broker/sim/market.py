@@ -40,6 +40,7 @@ LISTED = re.compile(
 STEP_VOLUME = 2000
 # Price levels quoted on each side of the book.
 LEVELS = 5
+_LEVEL_STEPS = range(LEVELS)
 # Outside the sessions (nights, lunch, weekends) the walk moves at this fraction of its
 # volatility: a quiet overnight, as a real market's quotes barely change then.
 QUIET = 0.1
@@ -122,16 +123,15 @@ class Quote:
 
     def ask_prices(self) -> list[int]:
         """The five ask prices, ask1 first; 0 for a level beyond the up limit."""
-        bid1 = self.last_m - (self.spread_ticks // 2) * self.tick_m
-        ask1 = bid1 + self.spread_ticks * self.tick_m
-        asks = (ask1 + k * self.tick_m for k in range(LEVELS))
-        return [p if p <= self.up_m else 0 for p in asks]
+        tick, up = self.tick_m, self.up_m
+        ask1 = self.last_m - (self.spread_ticks // 2) * tick + self.spread_ticks * tick
+        return [p if (p := ask1 + k * tick) <= up else 0 for k in _LEVEL_STEPS]
 
     def bid_prices(self) -> list[int]:
         """The five bid prices, bid1 first; 0 for a level beyond the down limit."""
-        bid1 = self.last_m - (self.spread_ticks // 2) * self.tick_m
-        bids = (bid1 - k * self.tick_m for k in range(LEVELS))
-        return [p if p >= self.down_m else 0 for p in bids]
+        tick, down = self.tick_m, self.down_m
+        bid1 = self.last_m - (self.spread_ticks // 2) * tick
+        return [p if (p := bid1 - k * tick) >= down else 0 for k in _LEVEL_STEPS]
 
     def refill(self, depth: int) -> None:
         """A new tick: the book's volumes come back (one level at the last price without spread)."""

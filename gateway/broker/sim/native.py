@@ -320,6 +320,22 @@ class XtQuantAsyncClient:
                     return
         self._inbox.put((delay or 0.0, name, (payload,)))
 
+    def deliver_many(self, pushes: list[tuple[str, Any]], delay: float | None) -> None:
+        """(name, payload) pushes in order, as deliver() does each: at once on the caller's
+        thread when nothing is queued ahead, else queued with one wake-up of the native
+        thread for all of them (a burst of fills is thousands)."""
+        if self._stopped.is_set():
+            return
+        if not delay:
+            with self._order:
+                if not self._inbox:
+                    for name, payload in pushes:
+                        bound, shape = _PUSHES[name]
+                        self._call(bound, shape(payload))
+                    return
+        wait = delay or 0.0
+        self._inbox.put_many([(wait, name, (payload,)) for name, payload in pushes])
+
     def drop(self, delay: float | None) -> None:
         """The terminal dropped this session: every request goes unanswered from now on;
         `delay` not None means the session is told with on_disconnected."""
@@ -383,6 +399,10 @@ class XtQuantAsyncClient:
         if name.startswith("="):  # a response to a request
             with self._waiting_lock:
                 self._waiting.pop(args[0], None)
+                if not self._waiting:
+                    # nothing waits for a timeout now: the deadlines left are moot, and
+                    # while any is listed every item would take the lock and the clock
+                    self._deadlines.clear()
             self._call(name[1:], args)
         elif name:
             bound, shape = _PUSHES[name]
@@ -403,6 +423,8 @@ class XtQuantAsyncClient:
                 callback = self._waiting.pop(seq, None)
                 if callback is not None:
                     late.append((seq, callback))
+            if not self._waiting:
+                self._deadlines.clear()  # as in _run: none is needed now
         for seq, callback in late:
             log.info("session %s: request %s timed out", self.session, seq)
             self._call(callback, (seq, None))

@@ -178,7 +178,7 @@ class Store:
         if not records:
             return
         assert self._fd is not None, "store is closed"
-        data = b"".join(_encoder.encode(r) + b"\n" for r in records)
+        data = _encoder.encode_lines(records)  # one JSON line each, in one call
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view) :]

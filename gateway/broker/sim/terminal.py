@@ -345,13 +345,17 @@ class SimTerminal:
         if self._skip_asset_pushes:
             pushes = [p for p in pushes if p.name not in ("on_stock_asset", "on_stock_position")]
         delay = self._config.callback_delay + self._fault_delay
+        # each session's pushes in order, handed over at once: one wake-up per session
+        batches: dict[int, list[tuple[str, Any]]] = {}
         for push in pushes:
             if push.private:
                 if requester is not None and self._sessions.get(requester.session) is requester:
-                    requester.deliver(push.name, push.payload, delay)
+                    batches.setdefault(requester.session, []).append((push.name, push.payload))
                 continue
             for session in self._subscribed:
-                self._sessions[session].deliver(push.name, push.payload, delay)
+                batches.setdefault(session, []).append((push.name, push.payload))
+        for session, batch in batches.items():
+            self._sessions[session].deliver_many(batch, delay)
 
     # -- market facts and faults (called by SimBroker) -------------------------
 
