@@ -144,13 +144,18 @@ def verdicts(run: Run) -> list[Verdict]:
     if bf is not None:
         rate = bf.figures.get_figure("rate").median
         lost = sum(bf.figures.get_figure("lost").values)
-        ok = rate >= 150_000 and lost == 0
+        # Judged over the whole burst, from the price move: the subscriber's own rate
+        # (first to last event received) reads high when the gateway publishes a burst it
+        # took in all at once, which says nothing of how many events a second it can make.
+        whole = bf.figures.get_figure("whole").median if "whole" in bf.figures else rate
+        ok = whole >= 150_000 and lost == 0
         out.append(
             Verdict(
                 "broker-made events ≥ 150,000/s to a subscriber, zero loss",
-                f"{rate:,.0f} events/s, lost {lost:,.0f} (a burst of simulator fills)",
+                f"{whole:,.0f} events/s over the whole burst (price move → last event "
+                f"received; first → last received {rate:,.0f}/s), lost {lost:,.0f}",
                 ok,
-                "" if ok else (f"{150_000 / rate:.1f}x short" if rate else "no data"),
+                "" if ok else (f"{150_000 / whole:.1f}x short" if whole else "no data"),
             )
         )
     fo = run.fanout
@@ -689,8 +694,9 @@ def _brokerfan(run: Run, w: Any) -> None:
     w(
         f"{s.runs} runs. {s.orders:,} limit buys rest on the simulator's book (depth for all "
         "of them), then one `sim_set_price` moves the price through them: the simulator "
-        "fills every one and pushes, on its push thread as xtquant does, an order update "
-        "and a trade for each (and position / asset updates). The gateway takes each push "
+        "fills every one and pushes an order update and a trade for each (and position / "
+        "asset updates) to xttrader's callbacks, which queue each for xtquant's own "
+        "worker thread. The gateway takes each push "
         "as a broker event: client order outcome, journal, publish. A raw SUB socket "
         "(RCVHWM 100,000) counts them: rate = broker-made events / (last received - first "
         "received), each stamped on receipt and decoded after the burst; the whole burst's "
