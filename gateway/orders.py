@@ -197,7 +197,16 @@ class OrderDesk:
 
     # -- what the broker thread reports ---------------------------------------------
     def on_sent(self, client_order_id: str, async_seq: int) -> None:
-        self.by_async_seq[async_seq] = client_order_id
+        """The call's seq, for a response without its remark: kept only while the order
+        still waits for its outcome (a response taken first has settled it)."""
+        rec = self.book.client_orders.get(client_order_id)
+        if rec is not None and rec.state in (Outcome.SENDING, Outcome.UNKNOWN):
+            self.by_async_seq[async_seq] = client_order_id
+
+    def on_new_session(self) -> None:
+        """A new trader object numbers its calls from 1 again: an old session's seq must
+        never name a new session's order."""
+        self.by_async_seq.clear()
 
     def on_failed(self, client_order_id: str, message: str, called: bool = True) -> None:
         rec = self.book.client_orders.get(client_order_id)
@@ -253,7 +262,8 @@ class OrderDesk:
             self.bus.emit(trade)
 
     def _on_order_response(self, ev: p.OrderResponseEvent) -> None:
-        remark = ev.order_remark or self.by_async_seq.pop(ev.async_seq, "")
+        mapped = self.by_async_seq.pop(ev.async_seq, "")
+        remark = ev.order_remark or mapped
         rec = self.book.client_order_for(remark, ev.order_id)
         if rec is not None:
             ev = msgspec.structs.replace(

@@ -400,6 +400,8 @@ class Server:
             self.reply(item.envelope, item.json, reply)
 
     def _set_state(self, state: p.GatewayState, session_id: int, reason: str) -> None:
+        if session_id != self.session_id:
+            self.orders.on_new_session()
         self.state, self.session_id, self.state_reason = state, session_id, reason
         self.emit(p.GatewayEvent(state=state, session_id=session_id, reason=reason))
 

@@ -59,8 +59,9 @@ class InstrumentCache:
         now = self._clock()
         # The common case without the lock: loaded today and fresh (a dict read is atomic;
         # the day is checked here as in _roll_day, so no entry outlives its day).
+        today = self._today  # before the entry: _roll_day clears the entries, then sets it
         entry = self._entries.get(stock_code)
-        if entry is not None and now - entry[1] <= self._fresh_for and self._day() == self._today:
+        if entry is not None and now - entry[1] <= self._fresh_for and self._day() == today:
             return entry[0]
         with self._cond:
             self._roll_day()
@@ -107,9 +108,11 @@ class InstrumentCache:
     def _roll_day(self) -> None:
         today = self._day()
         if today != self._today:  # limits and previous close are the day's
-            self._today = today
+            # emptied before the new day is set: get's lock-free read never pairs
+            # yesterday's entry with today's date
             self._entries.clear()
             self._errors.clear()
+            self._today = today
 
     def _schedule(self, code: str) -> None:
         if code not in self._pending:

@@ -93,7 +93,10 @@ class RiskGate:
         """trading_day(now), worked out once a second: check and record ask it per order."""
         second = int(now)
         if second != self._day_at:
-            self._day_at, self._day = second, trading_day(now)
+            # with the real clock, the process's trading day (the ledger's: it follows the
+            # QMTBUS_FAKE_TODAY test hook); with a clock of its own (tests), that clock's
+            day = trading_day() if self._now is time.time else trading_day(now)
+            self._day_at, self._day = second, day
         return self._day
 
     @property

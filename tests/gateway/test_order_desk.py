@@ -318,3 +318,31 @@ def test_given_48_49_50_then_each_is_published_in_order_and_a_late_49_is_not() -
     assert published == [48, 49, 50]
     assert d.book.accept_order(order_event(7, 49)) is None
     assert d.book.accept_order(order_event(7, 55, traded=100)) is not None
+
+
+def test_given_a_new_session_reusing_a_seq_then_a_response_without_remark_is_not_misread() -> None:
+    # Session 1 sends c-1 as its call 1 and goes before the answer; session 2 numbers its
+    # calls from 1 again. Its answer to c-2, without a remark, comes before its seq does.
+    d, bus = desk()
+    place(d, "c-1")
+    d.on_sent("c-1", 1)
+    d.on_new_session()
+    place(d, "c-2")
+    d.on_broker_event(p.OrderResponseEvent(order_id=8, async_seq=1))
+    assert bus.outcomes("c-1") == ["sending"], "an old session's seq named a new order"
+    d.on_sent("c-2", 1)
+    d.on_broker_event(p.OrderResponseEvent(order_id=8, async_seq=1))
+    assert bus.outcomes("c-2") == ["sending", "accepted"]
+
+
+def test_given_a_response_that_came_before_its_seq_then_no_seq_is_kept() -> None:
+    d, _ = desk()
+    place(d, "c-1")
+    d.on_broker_event(response("c-1", 7))  # answered by its remark first
+    d.on_sent("c-1", 1)
+    assert d.by_async_seq == {}
+    place(d, "c-2")
+    d.on_sent("c-2", 2)
+    answer = p.OrderResponseEvent(order_id=9, order_remark="c-2", async_seq=2)
+    d.on_broker_event(answer)  # answered with its remark: its seq goes too
+    assert d.by_async_seq == {}

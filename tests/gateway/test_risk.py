@@ -449,3 +449,17 @@ def test_given_the_default_config_then_the_switched_on_checks_run_and_no_limit_i
     on = {"lot_size", "tick_size", "price_limits", "fat_finger", "sellable", "cash"}
     assert on <= names
     assert not names & {"deny_symbols", "allow_symbols", "max_order_volume", "max_orders_per_day"}
+
+
+def test_given_the_fake_today_hook_then_the_daily_caps_count_the_ledgers_day(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qmtbus import clock
+
+    # QMTBUS_FAKE_TODAY moves the process's Shanghai clock ten days on: the ledger's day,
+    # whose orders restore() counts, is that day, and so must be the gate's
+    monkeypatch.setattr(clock, "_OFFSET", 10 * 86400.0)
+    monkeypatch.setattr(clock, "_last_day", (-1, ""))
+    gate = RiskGate(RiskConfig(max_orders_per_day=1), tmp_path / "risk-state.json")
+    gate.restore(clock.trading_day(), [("", 1000.0)])
+    denied(gate, buy(), Book(), "max_orders_per_day")
