@@ -3,6 +3,7 @@ and the real notifier, delivering to a local webhook and a local SMTP server."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -46,14 +47,29 @@ def wait_title(hook: Hook, words: str, what: str) -> None:
     wait_for(lambda: any(words in t for t in titles(hook)), 20, what)
 
 
+def wait_reading(gw: Gateway, hook: Hook) -> None:
+    """Until the notifier reads the bus: it says "notifying" before it subscribes, and an
+    event published before its subscription reaches the gateway is not its to see. A
+    calendar warning sent until one arrives at the webhook proves it."""
+
+    sent = [0.0]
+
+    def arrived() -> bool:
+        if time.monotonic() - sent[0] >= 1.0:  # a few at most: the channel has a rate limit
+            sent[0] = time.monotonic()
+            gw.note("alert.calendar", {"message": "warm-up"})
+        return any("warm-up" in t for t in titles(hook))
+
+    wait_for(arrived, 20, "the notifier reading the bus")
+
+
 def test_given_denials_halts_alerts_and_fills_then_each_reaches_the_webhook(
     stack: Stack, gateway: Proc, notifier: Proc, outside: tuple[Hook, Mailbox]
 ) -> None:
     hook, box = outside
     with Gateway.from_config(stack.config_path) as gw:
-        # the notifier has read the bus once it has followed the gateway's heartbeat
         wait_for(lambda: "notifying" in notifier.log(), 20, "the notifier started")
-        gw.note("test.warmup", {})
+        wait_reading(gw, hook)
         with pytest.raises(RiskDenied):
             gw.buy(CODE, 150, 10.0, strategy_name="lots")
         wait_title(hook, "risk denied buy 150 600000.SH @ 10 (lot_size)", "the denial")
