@@ -7,7 +7,7 @@ brokerfan (a burst of fills made by the simulator, to one subscriber), recorder
 (ingest and publish -> queryable), memory (RSS idle and under load; start ->
 ready), profile (py-spy on the gateway under load), whatif (proposed gateway
 changes, measured).
-The full run takes about 7 minutes on 2 cores; --quick about one.
+The full run takes about 10 minutes on 2 cores; --quick about one.
 """
 
 from __future__ import annotations
