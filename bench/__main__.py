@@ -1,12 +1,13 @@
 """`python -m bench [--quick]`: run every scenario and write bench/RESULTS.md.
 
 Scenarios: roundtrip (order round trip and intake vs bare echo, bare one-way
-hop and vnpy.rpc), underload (order round trip with three event readers and
-10,000 ticks/s), fanout (note fan-out vs bare PUB/SUB vs vnpy.rpc publish),
-brokerfan (a burst of fills made by the simulator, to one subscriber), recorder
-(ingest and publish -> queryable), memory (RSS idle and under load; start ->
-ready), profile (py-spy on the gateway under load), whatif (proposed gateway
-changes, measured).
+hop, vnpy.rpc, vnpy's own engine over the same simulator, and the design's floor;
+CPU and context switches per order of each server), underload (order round trip
+with three event readers and 10,000 ticks/s), fanout (note fan-out vs bare
+PUB/SUB vs vnpy.rpc publish), brokerfan (a burst of fills made by the simulator,
+to one subscriber), recorder (ingest and publish -> queryable), memory (RSS idle
+and under load; start -> ready), profile (py-spy on the gateway under load),
+whatif (proposed gateway changes, measured).
 The full run takes about 10 minutes on 2 cores; --quick about one.
 """
 
