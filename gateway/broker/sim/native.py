@@ -308,22 +308,13 @@ class XtQuantAsyncClient:
     # -- called by the terminal (under its lock) -------------------------------------
 
     def deliver(self, name: str, payload: Any, delay: float | None) -> None:
-        """One push or response: handed to xttrader's callback at once, on the caller's
-        thread, when nothing is queued ahead of it; else queued for the native thread."""
-        if self._stopped.is_set():
-            return
-        if not delay:
-            with self._order:
-                if not self._inbox:
-                    bound, shape = _PUSHES[name]
-                    self._call(bound, shape(payload))
-                    return
-        self._inbox.put((delay or 0.0, name, (payload,)))
+        """One push or response, as deliver_many hands each."""
+        self.deliver_many([(name, payload)], delay)
 
     def deliver_many(self, pushes: list[tuple[str, Any]], delay: float | None) -> None:
-        """(name, payload) pushes in order, as deliver() does each: at once on the caller's
-        thread when nothing is queued ahead, else queued with one wake-up of the native
-        thread for all of them (a burst of fills is thousands)."""
+        """(name, payload) pushes in order: handed to xttrader's callbacks at once, on the
+        caller's thread, when nothing is queued ahead of them; else queued with one wake-up
+        of the native thread for all of them (a burst of fills is thousands)."""
         if self._stopped.is_set():
             return
         if not delay:
