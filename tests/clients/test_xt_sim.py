@@ -42,7 +42,7 @@ def test_given_xtquants_own_demo_with_sim_then_it_orders_cancels_and_queries_wit
         assert "orders: 2" in demo.lines  # both of its orders placed, rest at 10.50
         assert "trades: 0" in demo.lines
         assert "last order:" in demo.lines
-        demo.wait_line("600000.SH 54 ")  # on_stock_order: the first order canceled
+        demo.wait_word("54", "on_stock_order: the first order canceled")
         assert "connection lost" not in demo.lines
     finally:
         demo.stop()

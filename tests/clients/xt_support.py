@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -72,6 +73,14 @@ class Script:
             return None
 
         return int(wait_for(lambda: found() is not None, timeout, text) and found())  # type: ignore[arg-type]
+
+    def wait_word(self, word: str, what: str, timeout: float = 60.0) -> None:
+        """Until `word` is in the output as a word of its own. A callback's
+        print(a, b, c) on xtquant's push thread writes each piece on its own, and under load
+        the script's main-thread prints fall between them, as on miniQMT: its line cannot
+        be looked for whole."""
+        alone = re.compile(rf"(?<!\S){re.escape(word)}(?!\S)")
+        wait_for(lambda: alone.search(self.output), timeout, what)
 
     def stop(self) -> None:
         if self.popen.poll() is None:
