@@ -40,6 +40,9 @@ from qmtbus.stream import EventStream
 
 log = logging.getLogger("notify")
 
+# No event, not even a heartbeat (one a second), for this long: the gateway is silent.
+STALE_AFTER = 5.0
+
 SIDES = {protocol.STOCK_BUY: "buy", protocol.STOCK_SELL: "sell"}
 
 
@@ -104,31 +107,43 @@ class Watcher:
         send: Callable[[Notice], None],
         clock: Callable[[], float] = time.time,
         calendar: TradingCalendar | None = None,
+        stale_after: float = STALE_AFTER,
     ) -> None:
         self.send = send
         self.clock = clock
         self.calendar = calendar
         self.limit = config.notify.not_ready_seconds
         self.hours = hours_apply(config)
+        self.stale_after = stale_after
         self.state = "unknown"
         self.reason = ""
         self.not_ready_since: float | None = clock()  # until the first word of the gateway
+        self.heard = clock()  # the gateway's last word (any event)
         self.alerted = False
+        # tick() runs on a thread of its own: reading the bus may wait on the gateway
+        # (a replay asked of a gateway that just died takes its timeout and retries)
+        self._lock = threading.Lock()
 
     def on_event(self, event: protocol.Event) -> None:
-        if isinstance(event, protocol.GatewayEvent):
-            self._state(event.state, event.reason)
-        elif isinstance(event, protocol.HeartbeatEvent):
-            self._state(event.state, self.reason if event.state == self.state else "")
+        with self._lock:
+            self.heard = self.clock()
+            if isinstance(event, protocol.GatewayEvent):
+                self._state(event.state, event.reason)
+            elif isinstance(event, protocol.HeartbeatEvent):
+                self._state(event.state, self.reason if event.state == self.state else "")
         notice = notice_of(event)
         if notice is not None:
             self.send(notice)
 
     def on_silent(self, err: GatewaySilent) -> None:
-        self._state("silent", str(err))
+        with self._lock:
+            self._state("silent", str(err))
 
     def _state(self, state: str, reason: str) -> None:
         now = self.clock()
+        if state != self.state:
+            why = f": {reason}" if reason else ""
+            log.info("gateway %s%s", state, why)
         if state == "ready":
             if self.alerted and self.not_ready_since is not None:
                 self.send(
@@ -145,9 +160,17 @@ class Watcher:
         self.state, self.reason = state, reason
 
     def tick(self) -> None:
+        """Called every half second, whatever the reading of the bus is doing."""
+        with self._lock:
+            self._tick()
+
+    def _tick(self) -> None:
+        now = self.clock()
+        quiet = now - self.heard
+        if self.not_ready_since is None and quiet >= self.stale_after:
+            self._state("silent", f"no event or heartbeat from the gateway for {quiet:.0f} s")
         if self.alerted or self.not_ready_since is None:
             return
-        now = self.clock()
         if now - self.not_ready_since < self.limit or not self._trading_hours(now):
             return
         self.alerted = True
@@ -184,11 +207,18 @@ def run(config: Config, stop: threading.Event, senders: Iterable[Sender]) -> Non
         except Exception as err:
             log.warning("no trading calendar (%s): weekdays count as trading days", err)
     watcher = Watcher(config, send, calendar=calendar)
+
+    def ticking() -> None:
+        while not stop.wait(0.5):
+            watcher.tick()
+
+    ticker = threading.Thread(target=ticking, name="notify-tick", daemon=True)
+    ticker.start()
     stream: EventStream | None = None
     while not stop.is_set():
         try:
             if stream is None:
-                stream = EventStream.from_config(config, stale_after=5.0)
+                stream = EventStream.from_config(config, stale_after=STALE_AFTER)
             event = stream.next(timeout=0.5)
             if event is not None:
                 watcher.on_event(event)
@@ -201,7 +231,7 @@ def run(config: Config, stop: threading.Event, senders: Iterable[Sender]) -> Non
                 stream.close()
             stream = None
             stop.wait(1.0)
-        watcher.tick()
+    ticker.join()
     if stream is not None:
         stream.close()
 

@@ -53,6 +53,27 @@ def test_given_a_disconnect_in_trading_hours_then_one_notice_after_the_limit_and
     assert sent[1].text == "after 91 s not ready"
 
 
+def test_given_the_gateway_gone_quiet_then_the_silence_counts_without_the_reader() -> None:
+    # the bus reader may be waiting on the dead gateway (a replay's timeout and retries):
+    # tick() alone sees the silence
+    w, clock, sent = watcher(TUESDAY.replace(hour=10))
+    w.on_event(protocol.HeartbeatEvent(state="ready"))
+    clock.t += 4.9
+    w.tick()
+    assert w.state == "ready"
+    clock.t += 0.1  # five seconds without a word: silent from now
+    w.tick()
+    assert w.state == "silent" and sent == []
+    clock.t += 60
+    w.tick()
+    (down,) = sent
+    assert down.title == "gateway not ready for 60 s in trading hours"
+    assert down.text == "state silent: no event or heartbeat from the gateway for 5 s"
+    w.tick()  # one notice per outage
+    w.on_event(protocol.HeartbeatEvent(state="ready"))
+    assert [n.title for n in sent] == [down.title, "gateway ready again"]
+
+
 def test_given_the_gateway_away_at_night_then_no_notice() -> None:
     w, clock, sent = watcher(TUESDAY.replace(hour=20))
     w.on_event(state("outside_window"))
