@@ -60,6 +60,7 @@ class Strategy(threading.Thread):
         self.stop = stop
         self.acks: dict[str, p.OrderAck] = {}
         self.refused: list[tuple[str, str]] = []  # answers other than an ack, by id
+        self.loading = 0  # refusals that asked for the order again in a moment
 
     def run(self) -> None:
         try:
@@ -87,6 +88,11 @@ class Strategy(threading.Thread):
                 self.stop.wait(0.2)  # the gateway is down or reconnecting: same id again
                 continue
             except GatewayError as err:
+                if err.code == p.RISK_DENIED and "send the order again in a moment" in err.message:
+                    # market data still loading after a restart (a busy machine): as asked
+                    self.loading += 1
+                    self.stop.wait(0.2)
+                    continue
                 self.refused.append((client_order_id, f"{err.code}: {err.message}"))
                 return
             self.acks[client_order_id] = ack

@@ -4,9 +4,9 @@ per-trading-day cache filled on a thread of its own.
 The risk gate runs on the gateway's I/O thread, which must never wait on the broker
 (xtdata calls take seconds when miniQMT is busy). `get` answers from the cache; a
 code not loaded yet is loaded by the cache's thread, and `get` waits for it at most
-`wait` seconds, once (a fast broker answers in milliseconds; with a slow one that
-first order, and any other while the load is under way, gets a clear refusal, see
-`note`, and a later order finds the data). The day's limits never
+`wait` seconds per load (a fast broker answers in milliseconds; with a slow one the
+orders that come within `wait` of the first ask wait with it, those after get a clear
+refusal, see `note`, and a later order finds the data). The day's limits never
 change; the last price is refreshed in the background when older than `fresh_for`.
 """
 
@@ -22,8 +22,8 @@ from qmtbus.gateway.broker import Instrument
 
 log = logging.getLogger("gateway.instruments")
 
-# Longest the I/O thread waits for the first load of a code (only the ask that starts the
-# load waits; others while it loads are refused at once).
+# Longest the I/O thread waits for a load of a code, counted from the first ask for it
+# (orders within that time wait with it; later ones, while it still loads, are refused).
 WAIT = 1.0
 # A failed load is tried again after this long (not on every order).
 RETRY_AFTER = 2.0
@@ -49,6 +49,7 @@ class InstrumentCache:
         self._entries: dict[str, tuple[Instrument | None, float]] = {}
         self._errors: dict[str, tuple[str, float]] = {}
         self._pending: set[str] = set()
+        self._asked: dict[str, float] = {}  # code loading → until when orders wait for it
         self._jobs: queue.Queue[str | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="instruments", daemon=True)
         self._thread.start()
@@ -73,10 +74,13 @@ class InstrumentCache:
             failed = self._errors.get(stock_code)
             if failed is not None and now - failed[1] < RETRY_AFTER:
                 return None
-            if stock_code in self._pending:
-                return None  # a load is under way (a slow broker): refuse, do not wait again
-            self._schedule(stock_code)
-            self._cond.wait_for(lambda: stock_code not in self._pending, self._wait)
+            self._schedule(stock_code)  # unless a load is under way (a prefetch, an order)
+            # Orders wait for a load within `wait` of the first that asked for it, together:
+            # the I/O thread waits at most `wait` per load, and an order that comes while a
+            # prefetch loads (the first orders after a restart) is not refused for it.
+            left = self._asked.setdefault(stock_code, now + self._wait) - now
+            if left > 0:
+                self._cond.wait_for(lambda: stock_code not in self._pending, left)
             entry = self._entries.get(stock_code)
             return entry[0] if entry is not None else None
 
@@ -128,10 +132,12 @@ class InstrumentCache:
                 with self._cond:
                     self._errors[code] = (str(err) or type(err).__name__, self._clock())
                     self._pending.discard(code)
+                    self._asked.pop(code, None)
                     self._cond.notify_all()
                 continue
             with self._cond:
                 self._entries[code] = (found, self._clock())
                 self._errors.pop(code, None)
                 self._pending.discard(code)
+                self._asked.pop(code, None)
                 self._cond.notify_all()

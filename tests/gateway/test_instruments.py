@@ -9,6 +9,7 @@ import pytest
 
 from qmtbus.gateway.broker import Instrument
 from qmtbus.gateway.broker.instruments import InstrumentCache
+from tests.support import wait_for
 
 CODE = "600000.SH"
 
@@ -71,3 +72,54 @@ def test_given_an_entry_older_than_fresh_for_then_it_is_served_and_reloaded_behi
     clock.t += 1.5
     assert cache.get(CODE) is first  # no wait on the broker for a refresh
     assert broker.loaded.wait(5.0)  # the refresh ran on the cache's own thread
+
+
+class SlowBroker(Broker):
+    """A loader that takes as long as the test says: it finishes when `release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def load(self, code: str) -> Instrument:
+        self.loaded.set()  # started
+        assert self.release.wait(30)
+        return super().load(code)
+
+
+def test_given_an_order_while_the_prefetch_loads_then_it_waits_for_that_load_not_refused() -> None:
+    # the first orders after a restart come while the held codes are being prefetched
+    broker, clock = SlowBroker(), Clock()
+    cache = InstrumentCache(broker.load, lambda: broker.day, clock=clock, wait=30.0)
+    try:
+        cache.prefetch([CODE])
+        assert broker.loaded.wait(10)  # the load is under way
+        got: list[Instrument | None] = []
+        asking = threading.Thread(target=lambda: got.append(cache.get(CODE)))
+        asking.start()
+        wait_for(lambda: CODE in cache._asked, 10, "the order waiting for the load")
+        broker.release.set()
+        asking.join(10)
+        assert got and got[0] is not None and got[0].up_stop_price == 11.0
+        assert broker.loads == 1  # the prefetch's load, not a second one
+    finally:
+        broker.release.set()
+        cache.close()
+
+
+def test_given_a_slow_load_then_orders_wait_within_one_window_from_the_first_ask() -> None:
+    broker, clock = SlowBroker(), Clock()
+    cache = InstrumentCache(broker.load, lambda: broker.day, clock=clock, wait=0.2)
+    try:
+        assert cache.get(CODE) is None  # waited its 0.2 s: the load is still under way
+        assert "still loading" in cache.note(CODE)
+        clock.t += 0.2  # the window is over: a later order does not wait again
+        cache._wait = 30.0  # were it to wait a new window, this test would hang
+        assert cache.get(CODE) is None
+        assert "still loading" in cache.note(CODE)
+        broker.release.set()
+        wait_for(lambda: cache.get(CODE) is not None, 10, "the load done")
+        assert broker.loads == 1
+    finally:
+        broker.release.set()
+        cache.close()
