@@ -56,8 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %s: stopping", signal.Signals(signum).name)
-        server.stopping = True
-        server.post_wake()
+        server.ask_stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

@@ -74,6 +74,8 @@ _send = zmq.backend.Socket.send
 _recv = zmq.backend.Socket.recv
 RESOLVE_INTERVAL = 3.0  # seconds between broker queries for orders with no known outcome
 TRIM_INTERVAL = 60.0
+# At a stop, how long the sockets stay open after the last answer, for clients to read it.
+STOP_GRACE = 1.0
 # events whose journaling and publishing the failpoints events_journaled/_published watch
 _MONEY = (p.ClientOrderEvent, p.OrderEvent, p.TradeEvent, p.OrderResponseEvent, p.OrderErrorEvent)
 
@@ -102,6 +104,7 @@ class Server:
         self.state_reason = ""
         self.session_id = 0
         self.stopping = False
+        self._stop_asked = float("inf")  # monotonic time of the signal to stop
 
         self._inbox: collections.deque[Item] = collections.deque()
         self._wake_sent = False  # a wake-up is on its way to the I/O loop
@@ -112,6 +115,7 @@ class Server:
         self._wake_w.setblocking(False)
         self._out: list[tuple[bytes, bytes]] = []  # (topic, payload) to publish
         self._replies: list[list[bytes]] = []  # multipart replies to send
+        self._replied_at = 0.0  # monotonic time of the last replies sent
         self._intents: list[SendOrder] = []  # orders to hand over once their intent is written
         self._money = False  # this turn emitted order or fill events
         self._acked = False  # this turn replies to an order
@@ -287,7 +291,9 @@ class Server:
             for frame in frames[:-1]:
                 _send(router, frame, _MORE)
             _send(router, frames[-1])
-        self._replies.clear()
+        if self._replies:
+            self._replied_at = time.monotonic()
+            self._replies.clear()
         if self._acked:
             self._acked = False
             failpoint("order_replied")
@@ -442,24 +448,52 @@ class Server:
         )
 
     # -- stopping -----------------------------------------------------------------------------
+    def ask_stop(self) -> None:
+        """The signal handler's part (SIGTERM, SIGINT): the loop ends at its next turn."""
+        self._stop_asked = min(self._stop_asked, time.monotonic())
+        self.stopping = True
+        self.post_wake()
+
     def shutdown(self) -> None:
         """Graceful stop: refuse new orders, answer what is in flight, publish `stopping`,
-        flush the journal, stop the trader."""
+        flush the journal, give the answers given since the signal a moment to be read,
+        stop the trader."""
+        self._stop_asked = min(self._stop_asked, time.monotonic())
         self.stopping = True
         deadline = time.monotonic() + min(3.0, self.config.gateway.order_reply_timeout)
         while self.orders.waiting() and time.monotonic() < deadline:
-            time.sleep(0.01)
-            self._take_items()
-            self.orders.expire(time.monotonic())
-            self._flush()
+            self._serve_stopping(deadline)
         self.orders.expire(float("inf"))
         self._set_state("stopping", self.session_id, "gateway stopping")
         self._flush()
+        # ZeroMQ drops a reply that reached a client but was not read yet when the
+        # connection closes under it (a REQ socket connected with ZMQ_IMMEDIATE): answers
+        # given since the signal (those in flight, refusals) get STOP_GRACE to be read
+        # before the close. A stop with none given waits for nothing.
+        if self._replied_at >= self._stop_asked:
+            log.info("answers given since the signal get %g s to be read", STOP_GRACE)
+            grace_end = self._replied_at + STOP_GRACE
+            while time.monotonic() < grace_end:
+                self._serve_stopping(grace_end)
         self.quotes.stop()
         self.lifecycle.stop()
         self._take_items()
         self._flush()
         self.close()
+
+    def _serve_stopping(self, until: float) -> None:
+        """One turn while stopping: requests answered (orders and cancels refused: the
+        gateway is stopping), the broker's answers taken, late orders told pending."""
+        wait_ms = max(0, min(10, int((until - time.monotonic()) * 1000)))
+        wake = self._wake_r.fileno()
+        ready = dict(zmq.zmq_poll([(self.router, _POLLIN), (wake, _POLLIN)], wait_ms))
+        if wake in ready:
+            _drain(self._wake_r)
+        self._take_items()
+        if self.router in ready:
+            self._take_requests()
+        self.orders.expire(time.monotonic())
+        self._flush()
 
     def close(self) -> None:
         self.quotes_pub.close(linger=0)

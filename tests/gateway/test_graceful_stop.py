@@ -1,0 +1,61 @@
+"""A graceful stop (SIGTERM) with an order in flight: the answer the gateway gives on its
+way out reaches a client that reads it a moment later, even one whose REQ socket connects
+with ZMQ_IMMEDIATE (ZeroMQ drops a reply not yet read when the connection closes under it),
+and a stop with no answer to give waits for nothing."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import zmq
+
+from qmtbus import protocol as p
+from tests.support import Stack, Subscriber, start_gateway
+
+CODE = "600000.SH"
+
+
+def test_given_an_order_in_flight_at_sigterm_then_its_answer_is_there_after_the_stopping_event(
+    stack: Stack, events: Subscriber
+) -> None:
+    # the simulated broker answers 1 s after the order reaches it: in flight at SIGTERM
+    stack.write_config(sim={"volatility": 0.0, "callback_delay": 1.0})
+    gateway = start_gateway(stack)
+    req = zmq.Context.instance().socket(zmq.REQ)
+    req.setsockopt(zmq.LINGER, 0)
+    req.setsockopt(zmq.IMMEDIATE, 1)  # the option under which an unread reply is dropped
+    req.connect(stack.commands_address)
+    try:
+        order = p.PlaceOrder(
+            client_order_id="late-reader", stock_code=CODE, order_type=p.STOCK_BUY,
+            order_volume=100, price_type=p.LATEST_PRICE, price=0.0,
+        )  # fmt: skip
+        req.send(msgspec.msgpack.encode(order))
+        events.wait(
+            lambda e: isinstance(e, p.ClientOrderEvent) and e.client_order_id == "late-reader",
+            10,
+            "the order's intent journaled",
+        )
+        gateway.popen.terminate()  # type: ignore[union-attr]
+        # the answer is sent before the `stopping` event is published; without the grace
+        # the sockets close a few ms after it
+        events.wait(
+            lambda e: isinstance(e, p.GatewayEvent) and e.state == "stopping", 15, "stopping"
+        )
+        time.sleep(0.2)  # not a wait: the scenario's client is busy a moment before it reads
+        assert req.poll(5000), "the answer given at the stop never reached the client"
+        ack = p.decode_reply(req.recv())
+        assert isinstance(ack, p.OrderAck) and ack.status == "accepted", ack
+        assert gateway.wait_exit(15) == 0
+        assert "answers given since the signal get 1 s to be read" in gateway.log()
+    finally:
+        req.close()
+        if gateway.alive():
+            gateway.stop()
+
+
+def test_given_no_request_since_the_signal_then_the_stop_waits_no_grace(stack: Stack) -> None:
+    gateway = start_gateway(stack)  # its readiness asked and answered before the signal
+    gateway.stop()
+    assert "answers given since the signal" not in gateway.log()
