@@ -107,11 +107,22 @@ class Supervised:
             env={k: v for k, v in os.environ.items() if not k.startswith("QMTBUS_")},
         )
         out.close()
-        wait_for(self.socket.exists, 10, "supervisord's socket")
+        wait_for(self._answers, 10, "supervisord answering on its socket")
         self._start_in_order()
         if wait:
             self.wait_running(timeout=timeout)
         return self
+
+    def _answers(self) -> bool:
+        """supervisord listens: its socket file appears at bind(), a moment before it
+        accepts (a connection then is refused)."""
+        if not self.socket.exists():
+            return False
+        try:
+            self.call("getState")
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
+        return True
 
     def _start_in_order(self) -> None:
         """The gateway first (supervisord starts it), then the recorder, then the rest, each
