@@ -38,6 +38,7 @@ MONITOR_EVENTS = (
     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
     | zmq.EVENT_MONITOR_STOPPED  # sent when the closed socket is gone: nothing can leave after
 )
+_EVENTS, _POLLIN = zmq.EVENTS, zmq.POLLIN
 _HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 
 # How long a closed socket's end is awaited (normally well under a millisecond) when it
@@ -90,7 +91,7 @@ class Link:
     def look(self) -> None:
         """Take in what the monitor told since the last look, without waiting (one poll
         of its mailbox when nothing happened)."""
-        if cast(int, self.monitor.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+        if cast(int, self.monitor.get(_EVENTS)) & _POLLIN:
             self._read()
 
     def sending(self) -> None:
@@ -118,7 +119,7 @@ class Link:
         When it is not yet known whether the request left, the monitor is read up to the
         socket's end (EVENT_MONITOR_STOPPED, sent once its connection is gone): a handshake
         that succeeded before then may have carried the request out. The reader is closed
-        only after that event: libzmq's monitor blocks the context's reaper thread when it
+        only after that event: libzmq's monitor can block the context's reaper thread when it
         stops into a reader that is gone."""
         with contextlib.suppress(zmq.ZMQError):
             self._read()
