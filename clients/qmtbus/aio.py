@@ -8,7 +8,6 @@ pool, so a slow order does not hold up a status query.
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 import zmq
@@ -16,8 +15,9 @@ import zmq.asyncio
 
 from qmtbus import protocol
 from qmtbus.api import GatewayApi, exchange
-from qmtbus.client import CurveKeys, close_socket, gateway_args, prepare_socket
+from qmtbus.client import CurveKeys, gateway_args
 from qmtbus.config import Config
+from qmtbus.reqsocket import Link, prepare_socket
 from qmtbus.sansio import Endpoint, new_client_id
 
 
@@ -27,33 +27,35 @@ class AsyncRequester:
     def __init__(self, endpoint: Endpoint, context: zmq.asyncio.Context | None = None) -> None:
         self.endpoint = endpoint
         self._ctx = context or zmq.asyncio.Context.instance()
-        # the monitor is read without awaiting (only after a failure): a blocking
-        # socket on the same underlying context, as inproc requires
+        # the monitor is read without awaiting (a look per request, a short wait after a
+        # failure): a blocking socket on the same underlying context, as inproc requires
         self._sync_ctx: zmq.Context[Any] = zmq.Context.shadow(self._ctx.underlying)
         self._idle: list[zmq.asyncio.Socket] = []
-        self._monitors: dict[zmq.asyncio.Socket, zmq.Socket[Any]] = {}
+        self._links: dict[zmq.asyncio.Socket, Link] = {}
         self.closed = False
 
-    async def attempt(self, sock: zmq.asyncio.Socket, payload: bytes) -> tuple[bytes | None, bool]:
-        deadline = time.monotonic() + self.endpoint.timeout
-        # pyzmq's stubs omit poll's `flags`; the runtime takes it
-        if not await sock.poll(self.endpoint.timeout_ms, zmq.POLLOUT):  # type: ignore[call-arg]
-            return None, False  # no finished connection: nothing was sent
+    async def attempt(self, sock: zmq.asyncio.Socket, payload: bytes) -> bytes | None:
+        """One try within the timeout: the reply, or None (the Link knows whether it left)."""
+        link = self._links[sock]
+        link.sending()
         try:
+            # without IMMEDIATE a REQ socket queues the request even before it connects
             await sock.send(payload, zmq.NOBLOCK)
         except zmq.Again:
-            return None, False
-        left = int((deadline - time.monotonic()) * 1000)
-        if left <= 0 or not await sock.poll(left, zmq.POLLIN):  # type: ignore[call-arg]
-            return None, True
-        return await sock.recv(zmq.NOBLOCK), True
+            return None
+        # pyzmq's stubs omit poll's `flags`; the runtime takes it
+        if not await sock.poll(self.endpoint.timeout_ms, zmq.POLLIN):  # type: ignore[call-arg]
+            return None
+        reply = await sock.recv(zmq.NOBLOCK)
+        link.answered()
+        return reply
 
     def take(self) -> zmq.asyncio.Socket:
         try:
             return self._idle.pop()
         except IndexError:
             sock = self._ctx.socket(zmq.REQ)
-            self._monitors[sock] = prepare_socket(sock, self.endpoint, self._sync_ctx)
+            self._links[sock] = prepare_socket(sock, self.endpoint, self._sync_ctx)
             # This client polls with its own deadlines. pyzmq's asyncio poll also arms
             # RCVTIMEO and fails the poll with zmq.Again when that fires first (a
             # millisecond apart, so under load it can): no RCVTIMEO here.
@@ -63,8 +65,8 @@ class AsyncRequester:
     def keep(self, sock: zmq.asyncio.Socket) -> None:
         self._idle.append(sock)
 
-    def discard(self, sock: zmq.asyncio.Socket) -> str:
-        return close_socket(sock, self._monitors.pop(sock, None))
+    def discard(self, sock: zmq.asyncio.Socket) -> tuple[str, bool]:
+        return self._links.pop(sock).close(sock)
 
     def close(self) -> None:
         self.closed = True

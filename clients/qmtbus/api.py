@@ -47,14 +47,15 @@ class Transport(Protocol[S]):
 
     def take(self) -> S: ...
 
-    async def attempt(self, sock: S, payload: bytes) -> tuple[bytes | None, bool]:
-        """One try within the timeout: (the reply or None, whether the request left)."""
+    async def attempt(self, sock: S, payload: bytes) -> bytes | None:
+        """One try within the timeout: the reply, or None."""
         ...
 
     def keep(self, sock: S) -> None: ...
 
-    def discard(self, sock: S) -> str:
-        """Close a socket that lost its reply; returns the handshake diagnosis."""
+    def discard(self, sock: S) -> tuple[str, bool]:
+        """Close a socket that lost its reply (its unread request is dropped): the handshake
+        diagnosis, and whether the request may have left (False: it provably never did)."""
         ...
 
 
@@ -75,12 +76,13 @@ async def exchange(transport: Transport[S], command: Any, decode: Callable[[byte
         raw: bytes | None = None
         sent = False
         try:
-            raw, sent = await transport.attempt(sock, payload)
+            raw = await transport.attempt(sock, payload)
         finally:
             if raw is not None and not transport.closed:
                 transport.keep(sock)
             else:  # timed out, interrupted or cancelled: the REQ socket waits for its reply
-                why = transport.discard(sock) or why
+                diagnosis, sent = transport.discard(sock)
+                why = diagnosis or why
         if raw is not None:
             return decode_or_raise(decode, raw)
         sent_any = sent_any or sent

@@ -11,10 +11,7 @@ loop are written once, in qmtbus.api, for this and the asyncio facade.
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import os
-import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,7 +20,8 @@ import zmq
 from qmtbus import protocol
 from qmtbus.api import GatewayApi, exchange, run_blocking
 from qmtbus.config import Config, load_config
-from qmtbus.keys import CurveKeys, secure_client
+from qmtbus.keys import CurveKeys
+from qmtbus.reqsocket import Link, prepare_socket
 
 # the sans-IO core, importable from here as before
 from qmtbus.sansio import RETRY_SAFE as RETRY_SAFE
@@ -50,84 +48,6 @@ def resolve_config(config: Config | str | os.PathLike[str] | None) -> Config:
     return config if isinstance(config, Config) else load_config(config)
 
 
-_MONITOR_EVENTS = (
-    zmq.EVENT_CONNECTED
-    | zmq.EVENT_DISCONNECTED
-    | zmq.EVENT_HANDSHAKE_SUCCEEDED
-    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-)
-
-
-_monitor_ids = itertools.count()
-
-
-def prepare_socket(
-    sock: zmq.Socket[Any], endpoint: Endpoint, monitor_context: zmq.Context[Any]
-) -> zmq.Socket[Any]:
-    """Set a fresh REQ socket's options, connect it, and return its (blocking) monitor socket.
-
-    IMMEDIATE keeps a request off connections that have not finished their
-    handshake, so "never sent" is known for sure: then nothing can have
-    happened at the gateway and any command may be tried again. A refused
-    handshake (CURVE key not allowed, wrong server key, CURVE on one side
-    only) is silent in ZeroMQ; the monitor is read only when a request fails,
-    so that the error can say which it was.
-    """
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.IMMEDIATE, 1)
-    sock.setsockopt(zmq.RCVTIMEO, endpoint.timeout_ms)
-    # a handshake the server silently ignores is given up and retried, not kept 30 s
-    sock.setsockopt(zmq.HANDSHAKE_IVL, max(200, endpoint.timeout_ms))
-    secure_client(sock, endpoint.curve)
-    address = f"inproc://qmtbus-monitor-{os.getpid()}-{next(_monitor_ids)}"
-    sock.monitor(address, _MONITOR_EVENTS)
-    monitor = monitor_context.socket(zmq.PAIR)
-    monitor.setsockopt(zmq.LINGER, 0)
-    monitor.connect(address)
-    sock.connect(endpoint.address)
-    return monitor
-
-
-def handshake_diagnosis(monitor: zmq.Socket[Any]) -> str:
-    """What the newest connection attempt came to: "auth" (key refused), "protocol"
-    (handshake failed), "no_handshake" (connected, no handshake yet) or ""."""
-    from zmq.utils.monitor import recv_monitor_message
-
-    why = ""
-    try:
-        while monitor.poll(0):
-            event = int(recv_monitor_message(monitor, zmq.NOBLOCK)["event"])
-            if event == zmq.EVENT_CONNECTED:
-                why = "no_handshake"
-            elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                why = ""
-            elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-                why = "auth"
-            elif event & (
-                zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-            ):
-                why = "protocol"
-            elif event == zmq.EVENT_DISCONNECTED and why == "no_handshake":
-                why = ""
-    except zmq.ZMQError:
-        pass
-    return why
-
-
-def close_socket(sock: zmq.Socket[Any], monitor: zmq.Socket[Any] | None) -> str:
-    """Close a REQ socket (linger 0) and its monitor; returns the handshake diagnosis."""
-    why = ""
-    if monitor is not None:
-        why = handshake_diagnosis(monitor)
-        with contextlib.suppress(zmq.ZMQError):
-            sock.disable_monitor()
-        monitor.close(0)
-    sock.close(0)
-    return why
-
-
 # --------------------------------------------------------------------------
 # Blocking transport
 # --------------------------------------------------------------------------
@@ -149,57 +69,42 @@ class Requester:
         self.decode = decode
         self._ctx = context or zmq.Context.instance()
         self._idle: list[zmq.Socket[Any]] = []
-        self._monitors: dict[zmq.Socket[Any], zmq.Socket[Any]] = {}
+        self._links: dict[zmq.Socket[Any], Link] = {}
         self.closed = False
 
     def request(self, command: Any) -> Any:
         """Send `command`, return the decoded reply. Raises GatewayUnreachable."""
         return run_blocking(exchange(self, command, self.decode))
 
-    async def attempt(self, sock: zmq.Socket[Any], payload: bytes) -> tuple[bytes | None, bool]:
+    async def attempt(self, sock: zmq.Socket[Any], payload: bytes) -> bytes | None:
         return self._attempt(sock, payload)
 
-    def _attempt(self, sock: zmq.Socket[Any], payload: bytes) -> tuple[bytes | None, bool]:
-        """One try within `timeout`: (the reply or None, whether the request left)."""
+    def _attempt(self, sock: zmq.Socket[Any], payload: bytes) -> bytes | None:
+        """One try within `timeout`: the reply, or None (the Link knows whether it left)."""
+        link = self._links[sock]
+        link.sending()
         try:
+            # without IMMEDIATE a REQ socket queues the request even before it connects
             sock.send(payload, zmq.NOBLOCK)
+            reply = sock.recv()  # RCVTIMEO bounds the wait
         except zmq.Again:
-            return self._attempt_connecting(sock, payload)
-        try:
-            return sock.recv(), True  # RCVTIMEO bounds the wait
-        except zmq.Again:
-            return None, True
-
-    def _attempt_connecting(
-        self, sock: zmq.Socket[Any], payload: bytes
-    ) -> tuple[bytes | None, bool]:
-        # No finished connection yet (fresh socket, or the gateway is down):
-        # wait for one, then for the reply, within the same time budget.
-        deadline = time.monotonic() + self.endpoint.timeout
-        if not sock.poll(self.endpoint.timeout_ms, zmq.POLLOUT):
-            return None, False
-        try:
-            sock.send(payload, zmq.NOBLOCK)
-        except zmq.Again:
-            return None, False
-        left = int((deadline - time.monotonic()) * 1000)
-        if left <= 0 or not sock.poll(left, zmq.POLLIN):
-            return None, True
-        return sock.recv(zmq.NOBLOCK), True
+            return None
+        link.answered()
+        return reply
 
     def take(self) -> zmq.Socket[Any]:
         try:
             return self._idle.pop()
         except IndexError:
             sock = self._ctx.socket(zmq.REQ)
-            self._monitors[sock] = prepare_socket(sock, self.endpoint, self._ctx)
+            self._links[sock] = prepare_socket(sock, self.endpoint, self._ctx)
             return sock
 
     def keep(self, sock: zmq.Socket[Any]) -> None:
         self._idle.append(sock)
 
-    def discard(self, sock: zmq.Socket[Any]) -> str:
-        return close_socket(sock, self._monitors.pop(sock, None))
+    def discard(self, sock: zmq.Socket[Any]) -> tuple[str, bool]:
+        return self._links.pop(sock).close(sock)
 
     def close(self) -> None:
         self.closed = True

@@ -46,7 +46,7 @@ export function errorFromReply(reply) {
 /**
  * No reply from the gateway after every allowed attempt; the message is one
  * sentence that says what to check. `sent` is false when the request provably
- * never left this process (no connection existed), so it cannot have taken effect.
+ * never left this process (no connection took it), so it cannot have taken effect.
  */
 export class GatewayUnreachable extends Error {
   /** @param {string} message @param {string} address @param {boolean} sent */

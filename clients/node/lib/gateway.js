@@ -36,7 +36,7 @@ const FIX_PRICE = 11
  * on a fresh socket, up to `retries` times: an order keeps its
  * client_order_id, so the gateway answers a resend with the first answer
  * (`duplicate: true`) and never places a second order. `note` and
- * `sim_fault` are resent only if they provably never left (no connection).
+ * `sim_fault` are resent only if they provably never left (no connection took them).
  */
 export class Gateway {
   /** @param {GatewayOptions} [options] */
@@ -50,30 +50,54 @@ export class Gateway {
     /** @type {Promise<unknown>} */
     this._queue = Promise.resolve()
     this._closed = false
+    /** @type {Link | null} */
+    this._link = null
   }
 
   /** @returns {zmq.Request} */
   _open() {
     if (this._socket === null) {
+      // Without `immediate`: with it, libzmq drops a reply that arrived but was not
+      // read yet when the gateway disconnects (a gateway answering during its stop).
+      // A request sent before a connection is up waits in the socket and goes out
+      // once one is; the socket's events tell whether it may have left.
       const sock = new zmq.Request({
         linger: 0,
-        // Requests wait for a finished handshake, so "never sent" is known for sure.
-        immediate: true,
         // A handshake the server silently refuses is given up and retried, not kept 30 s.
         handshakeInterval: Math.max(200, this.timeoutMs),
       })
       applyCurve(sock, this.curve)
+      this._link = watch(sock)
       sock.connect(this.address)
       this._socket = sock
     }
     return this._socket
   }
 
+  /** Close the socket (linger 0: a request still queued in it is dropped). */
   _drop() {
+    const link = this._link
     if (this._socket !== null) {
       this._socket.close()
       this._socket = null
+      this._link = null
     }
+    return link
+  }
+
+  /**
+   * Whether a request sent on the socket of `link` may have reached the gateway,
+   * after the socket was closed: it did if a connection with a finished handshake was
+   * up at the send or a handshake succeeded before the socket's end ("end", once its
+   * connection is gone); otherwise it provably never left.
+   * @param {Link | null} link @param {{up: boolean, handshakes: number}} atSend
+   */
+  async _left(link, atSend) {
+    if (link === null) return true
+    const since = () => atSend.up || link.handshakes > atSend.handshakes
+    if (since()) return true
+    const settled = await Promise.race([link.end.then(() => true), delay(SETTLE_MS, false)])
+    return !settled || since()
   }
 
   /**
@@ -105,12 +129,15 @@ export class Gateway {
     let sentAny = false
     for (let attempt = 1; ; attempt++) {
       const sock = this._open()
+      const link = this._link
+      const atSend = { up: link?.up ?? false, handshakes: link?.handshakes ?? 0 }
       const deadline = Date.now() + timeoutMs
+      let queued = false
       let sent = false
       try {
         sock.sendTimeout = timeoutMs
         await sock.send(payload)
-        sent = true
+        queued = true
         sock.receiveTimeout = Math.max(1, deadline - Date.now())
         const [frame] = await sock.receive()
         let reply
@@ -127,7 +154,8 @@ export class Gateway {
       } catch (err) {
         if (!isTimeout(err)) throw err
         // A REQ socket that lost its reply is stuck; only a fresh one can send again.
-        this._drop()
+        const dropped = this._drop()
+        sent = queued && (await this._left(dropped, atSend))
       }
       sentAny = sentAny || sent
       // Never sent: nothing can have happened, so even a note may go again.
@@ -383,6 +411,37 @@ export class Gateway {
 // a resent note would publish twice, a sim fault like reject_next would fire twice.
 // An order is safe to resend: it keeps its client_order_id.
 const NOT_RETRY_SAFE = new Set(["note", "sim_fault"])
+
+/**
+ * What a REQ socket's events have told: whether a connection with a finished handshake
+ * is up, how many handshakes succeeded, and `end`, resolved once the closed socket is gone.
+ * @typedef {{up: boolean, handshakes: number, end: Promise<void>, events: unknown}} Link
+ */
+
+/** @param {zmq.Request} sock @returns {Link} */
+function watch(sock) {
+  const events = sock.events
+  /** @type {Link} */
+  const link = { up: false, handshakes: 0, end: Promise.resolve(), events }
+  events.on("handshake", () => {
+    link.up = true
+    link.handshakes += 1
+  })
+  events.on("disconnect", () => {
+    link.up = false
+  })
+  link.end = new Promise((resolve) => events.on("end", () => resolve()))
+  return link
+}
+
+// How long a closed socket's end is awaited (normally a millisecond) when it decides
+// whether its request left; past it, the request is counted as sent.
+const SETTLE_MS = 5000
+
+/** @template T @param {number} ms @param {T} value @returns {Promise<T>} */
+function delay(ms, value) {
+  return new Promise((resolve) => setTimeout(resolve, ms, value).unref())
+}
 
 /** @param {unknown} err */
 export function isTimeout(err) {

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict"
 import { createServer } from "node:net"
 import { after, describe, test } from "node:test"
+import { Worker } from "node:worker_threads"
 
 import { decode, encode } from "@msgpack/msgpack"
 import * as zmq from "zeromq"
@@ -45,11 +46,13 @@ const pack = (value) => encode(value, { useBigInt64: true })
 
 /**
  * A fake command server: `handler(request)` returns the reply map, or
- * undefined to stay silent (the client then times out).
+ * undefined to stay silent (the client then times out); on `address` (a restart) or a
+ * free port.
  * @param {(request: any, n: number) => Record<string, unknown> | undefined} handler
+ * @param {string} [address]
  */
-async function fakeCommands(handler) {
-  const address = `tcp://127.0.0.1:${await freePort()}`
+async function fakeCommands(handler, address = undefined) {
+  address ??= `tcp://127.0.0.1:${await freePort()}`
   const sock = new zmq.Router({ linger: 0 })
   await sock.bind(address)
   /** @type {any[]} */
@@ -70,6 +73,43 @@ async function fakeCommands(handler) {
       await loop
     },
   }
+}
+
+/** Poll `predicate` until it is true; fail after `timeoutMs`. @param {() => boolean} predicate */
+async function waitFor(predicate, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error("timed out waiting for a condition")
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+/**
+ * A gateway on another thread that answers the first request and exits at once,
+ * setting `flag[0]` to 1 once its socket is closed (the reply flushed first).
+ * @param {string} address @param {Int32Array} flag
+ */
+function answerAndExitOnAnotherThread(address, flag) {
+  const code = `
+    const { workerData } = require("node:worker_threads")
+    const zmq = require(workerData.zeromq)
+    const { encode } = require(workerData.msgpack)
+    ;(async () => {
+      const sock = new zmq.Router({ linger: 2000 })
+      await sock.bind(workerData.address)
+      const [identity, empty] = await sock.receive()
+      await sock.send([identity, empty, encode({ type: "note_ack", seq: 9 })])
+      sock.close()
+      zmq.context.close?.()
+      Atomics.store(workerData.flag, 0, 1)
+      Atomics.notify(workerData.flag, 0)
+    })()
+  `
+  const resolve = (/** @type {string} */ name) => import.meta.resolve(name).replace("file://", "")
+  return new Worker(code, {
+    eval: true,
+    workerData: { address, flag, zeromq: resolve("zeromq"), msgpack: resolve("@msgpack/msgpack") },
+  })
 }
 
 /** A fake event publisher with seq bookkeeping. */
@@ -238,6 +278,58 @@ describe("Gateway", () => {
     cleanups.push(() => gw.close(), server.close)
     const seqs = await Promise.all([1, 2, 3, 4, 5].map((i) => gw.note("signal", { i })))
     assert.deepEqual(seqs, [1, 2, 3, 4, 5])
+  })
+
+  test("given the gateway answers and exits before the client reads then the reply is kept", async () => {
+    const address = `tcp://127.0.0.1:${await freePort()}`
+    const flag = new Int32Array(new SharedArrayBuffer(4))
+    const worker = answerAndExitOnAnotherThread(address, flag)
+    const gw = new Gateway({ address, timeoutMs: 5000, retries: 0 })
+    cleanups.push(() => gw.close(), () => worker.terminate())
+    await waitFor(() => gw._open() !== null && gw._link?.up === true)
+    const note = gw.note("signal", { x: 1 })
+    await new Promise((resolve) => setImmediate(resolve)) // the request is in the socket
+    // This thread is busy (it cannot read) until the gateway has answered and exited,
+    // and 100 ms more: long enough for libzmq to see the connection go.
+    assert.notEqual(Atomics.wait(flag, 0, 0, 10_000), "timed-out", "the gateway did not answer")
+    Atomics.wait(flag, 0, 1, 100)
+    assert.equal(await note, 9)
+  })
+
+  test("given the gateway restarted between two requests then the same socket gets through", async () => {
+    const first = await fakeCommands(() => ({ type: "pong" }))
+    const gw = new Gateway({ address: first.address, timeoutMs: 5000, retries: 0 })
+    cleanups.push(() => gw.close())
+    assert.equal((await gw.ping()).type, "pong")
+    const sock = gw._socket
+    await first.close()
+    await waitFor(() => gw._link?.up === false)
+    // sent while the gateway is down: it waits in the socket and goes out on reconnect
+    const note = gw.note("signal", { x: 1 })
+    const restarted = await fakeCommands(() => ({ type: "note_ack", seq: 1 }), first.address)
+    cleanups.push(restarted.close)
+    assert.equal(await note, 1)
+    assert.equal(gw._socket, sock)
+    assert.equal(restarted.received.length, 1)
+  })
+
+  test("given a note that waited for the restarted gateway, which stays silent, then it counts as sent", async () => {
+    const first = await fakeCommands(() => ({ type: "pong" }))
+    const gw = new Gateway({ address: first.address, timeoutMs: 1000, retries: 3 })
+    cleanups.push(() => gw.close())
+    await gw.ping()
+    await first.close()
+    await waitFor(() => gw._link?.up === false)
+    const note = gw.note("signal", { x: 1 })
+    const restarted = await fakeCommands(() => undefined, first.address)
+    cleanups.push(restarted.close)
+    await assert.rejects(note, (err) => {
+      assert.ok(err instanceof GatewayUnreachable)
+      assert.equal(err.sent, true)
+      assert.match(err.message, /not resent/)
+      return true
+    })
+    assert.equal(restarted.received.length, 1)
   })
 
   test("cancel takes an order_id number or a client_order_id string", async () => {
