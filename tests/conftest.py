@@ -65,6 +65,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
+def _no_process_left_running(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """A process a test starts is gone when the test is: one left running is killed and
+    fails the test that left it (dropped, it would fail a later test with a ResourceWarning
+    from its Popen, far from the cause). Fixtures of wider scope start theirs before this."""
+    started: list[subprocess.Popen[Any]] = []
+    init = subprocess.Popen.__init__
+
+    def tracked(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        started.append(self)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", tracked)
+    yield
+    left = [proc for proc in started if proc.poll() is None]
+    for proc in left:
+        proc.kill()
+        proc.wait(10)
+    if left:
+        names = "; ".join(str(proc.args) for proc in left)
+        pytest.fail(f"{request.node.nodeid} left running: {names}")
+
+
+@pytest.fixture(autouse=True)
 def _unit_tier_starts_no_process(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
