@@ -131,8 +131,12 @@ def dispatch(server: Server, envelope: list[bytes], json: bool, cmd: p.Command) 
             return
         case p.QueryAsset() | p.QueryOrders() | p.QueryTrades() | p.QueryPositions():
             if server.state != "ready" or server.stopping:
-                message = f"{refusal(server.state, server.state_reason)}; no broker to query"
-                reply = p.ErrorReply(code=p.NOT_CONNECTED, message=message)
+                why = (
+                    "the gateway is stopping"
+                    if server.stopping
+                    else refusal(server.state, server.state_reason)
+                )
+                reply = p.ErrorReply(code=p.NOT_CONNECTED, message=f"{why}; no broker to query")
             else:
                 server.lifecycle.submit(RunQuery(cmd, envelope, json))
                 return
@@ -149,6 +153,13 @@ def dispatch(server: Server, envelope: list[bytes], json: bool, cmd: p.Command) 
             reply = _note(server, cmd)
         case p.SimFault() | p.SimSetPrice():
             reply = _sim(server, cmd)
+        case p.SubscribeQuotes() | p.QueryQuote() | p.QueryBars() | p.QueryInstrument() if (
+            server.stopping
+        ):
+            # the quote worker is stopping: no new market data work for it
+            reply = p.ErrorReply(
+                code=p.NOT_CONNECTED, message="the gateway is stopping; no market data"
+            )
         case p.SubscribeQuotes():
             server.quotes.subscribe(envelope, json, cmd)
             return

@@ -406,6 +406,9 @@ class Server:
             self.reply(item.envelope, item.json, reply)
 
     def _set_state(self, state: p.GatewayState, session_id: int, reason: str) -> None:
+        if self.state == "stopping":  # the last word: the broker thread's later news is moot
+            log.info("state %s (%s) while stopping: not published", state, reason)
+            return
         if session_id != self.session_id:
             self.orders.on_new_session()
         self.state, self.session_id, self.state_reason = state, session_id, reason
@@ -462,7 +465,8 @@ class Server:
         self.stopping = True
         deadline = time.monotonic() + min(3.0, self.config.gateway.order_reply_timeout)
         while self.orders.waiting() and time.monotonic() < deadline:
-            self._serve_stopping(deadline)
+            if not self._serve_stopping(deadline):
+                break
         self.orders.expire(float("inf"))
         self._set_state("stopping", self.session_id, "gateway stopping")
         self._flush()
@@ -473,27 +477,33 @@ class Server:
         if self._replied_at >= self._stop_asked:
             log.info("answers given since the signal get %g s to be read", STOP_GRACE)
             grace_end = self._replied_at + STOP_GRACE
-            while time.monotonic() < grace_end:
-                self._serve_stopping(grace_end)
+            while time.monotonic() < grace_end and self._serve_stopping(grace_end):
+                pass
         self.quotes.stop()
         self.lifecycle.stop()
         self._take_items()
         self._flush()
         self.close()
 
-    def _serve_stopping(self, until: float) -> None:
-        """One turn while stopping: requests answered (orders and cancels refused: the
-        gateway is stopping), the broker's answers taken, late orders told pending."""
-        wait_ms = max(0, min(10, int((until - time.monotonic()) * 1000)))
-        wake = self._wake_r.fileno()
-        ready = dict(zmq.zmq_poll([(self.router, _POLLIN), (wake, _POLLIN)], wait_ms))
-        if wake in ready:
-            _drain(self._wake_r)
-        self._take_items()
-        if self.router in ready:
-            self._take_requests()
-        self.orders.expire(time.monotonic())
-        self._flush()
+    def _serve_stopping(self, until: float) -> bool:
+        """One turn while stopping: requests answered (orders, cancels, broker queries and
+        market data refused: the gateway is stopping), the broker's answers taken, late
+        orders told pending. False when the turn failed (the stop goes on without it)."""
+        try:
+            wait_ms = max(0, min(10, int((until - time.monotonic()) * 1000)))
+            wake = self._wake_r.fileno()
+            ready = dict(zmq.zmq_poll([(self.router, _POLLIN), (wake, _POLLIN)], wait_ms))
+            if wake in ready:
+                _drain(self._wake_r)
+            self._take_items()
+            if self.router in ready:
+                self._take_requests()
+            self.orders.expire(time.monotonic())
+            self._flush()
+        except Exception:
+            log.exception("serving while stopping failed; stopping without it")
+            return False
+        return True
 
     def close(self) -> None:
         self.quotes_pub.close(linger=0)

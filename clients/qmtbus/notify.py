@@ -210,7 +210,10 @@ def run(config: Config, stop: threading.Event, senders: Iterable[Sender]) -> Non
 
     def ticking() -> None:
         while not stop.wait(0.5):
-            watcher.tick()
+            try:
+                watcher.tick()
+            except Exception:  # a bug here must not end the gateway-down notices unseen
+                log.exception("checking the gateway's readiness failed")
 
     ticker = threading.Thread(target=ticking, name="notify-tick", daemon=True)
     ticker.start()

@@ -8,6 +8,8 @@ says, so each case is deterministic; the client is the real Requester / AsyncReq
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -84,11 +86,13 @@ def requester(ctx: zmq.Context[Any], address: str, timeout: float, retries: int)
     return Counting(Endpoint(address, timeout, retries, None), protocol.decode_reply, ctx)
 
 
-def free_address() -> str:
-    """A loopback address nothing listens on (a port just bound and released)."""
-    gateway = FakeGateway()
-    gateway.exit()
-    return gateway.address
+@contextlib.contextmanager
+def refusing_address() -> Iterator[str]:
+    """A loopback address nothing listens on: a port bound (to 0) and held, never
+    listened on, so every connection to it is refused and no other test can take it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        yield f"tcp://127.0.0.1:{held.getsockname()[1]}"
 
 
 class Call:
@@ -146,9 +150,8 @@ def test_given_gateway_answers_and_exits_before_the_client_reads_then_the_reply_
 def test_given_nothing_listening_then_a_note_provably_never_left_and_is_retried(
     ctx: zmq.Context[Any],
 ) -> None:
-    address = free_address()
-    req = requester(ctx, address, 0.2, 2)
-    with pytest.raises(GatewayUnreachable) as err:
+    with refusing_address() as address, pytest.raises(GatewayUnreachable) as err:
+        req = requester(ctx, address, 0.2, 2)
         req.request(NOTE)
     assert str(err.value) == f"gateway not reachable at {address} — is it running?"
     assert err.value.sent is False
@@ -159,7 +162,7 @@ def test_given_note_reached_the_gateway_that_then_went_away_then_it_is_not_resen
     ctx: zmq.Context[Any],
 ) -> None:
     gateway = FakeGateway()
-    req = requester(ctx, gateway.address, 0.5, 3)
+    req = requester(ctx, gateway.address, 2.0, 3)
     call = Call(req, NOTE)
     gateway.take_request()
     gateway.exit()  # without answering
@@ -174,7 +177,7 @@ def test_given_note_sent_on_a_connected_socket_and_unanswered_then_it_counts_as_
     ctx: zmq.Context[Any],
 ) -> None:
     gateway = FakeGateway()
-    req = requester(ctx, gateway.address, 0.3, 3)
+    req = requester(ctx, gateway.address, 2.0, 3)
     first = Call(req, protocol.Ping())
     gateway.answer(gateway.take_request(), protocol.Pong())
     assert first.result() == protocol.Pong()
@@ -213,7 +216,7 @@ def test_given_gateway_restarted_takes_the_waiting_note_and_is_silent_then_it_co
     ctx: zmq.Context[Any],
 ) -> None:
     gateway = FakeGateway()
-    req = requester(ctx, gateway.address, 1.0, 3)
+    req = requester(ctx, gateway.address, 2.0, 3)
     first = Call(req, protocol.Ping())
     gateway.answer(gateway.take_request(), protocol.Pong())
     first.result()
@@ -259,8 +262,13 @@ def test_given_async_client_when_gateway_answers_and_exits_then_the_reply_is_kep
 
 
 def test_given_nothing_listening_then_async_note_is_retried_and_never_sent() -> None:
-    address = free_address()
+    with refusing_address() as address:
+        err = _async_note_to(address)
+    assert str(err) == f"gateway not reachable at {address} — is it running?"
+    assert err.sent is False
 
+
+def _async_note_to(address: str) -> GatewayUnreachable:
     async def run() -> GatewayUnreachable:
         req = AsyncRequester(Endpoint(address, 0.2, 2, None), actx)
         try:
@@ -273,8 +281,6 @@ def test_given_nothing_listening_then_async_note_is_retried_and_never_sent() -> 
 
     actx = zmq.asyncio.Context()
     try:
-        err = asyncio.run(run())
+        return asyncio.run(run())
     finally:
         actx.destroy(linger=0)
-    assert str(err) == f"gateway not reachable at {address} — is it running?"
-    assert err.sent is False

@@ -103,6 +103,10 @@ def test_given_the_gateway_down_longer_than_the_limit_then_a_notice_and_one_when
         # it has heard the gateway ready (had its first heartbeat come later than the 1 s
         # limit, a "not ready" notice and a "ready again" came before: counted apart)
         wait_for(lambda: "gateway ready" in notifier.log(), 20, "the notifier seeing it ready")
+        # and every notice it gave so far delivered (its sender thread delivers them)
+        wait_for(
+            lambda: len(titles(hook)) >= notifier.log().count("notice ("), 20, "notices delivered"
+        )
         before = len(titles(hook))
         gateway.kill()
         wait_for(

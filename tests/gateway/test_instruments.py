@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -114,8 +115,10 @@ def test_given_a_slow_load_then_orders_wait_within_one_window_from_the_first_ask
         assert cache.get(CODE) is None  # waited its 0.2 s: the load is still under way
         assert "still loading" in cache.note(CODE)
         clock.t += 0.2  # the window is over: a later order does not wait again
-        cache._wait = 30.0  # were it to wait a new window, this test would hang
+        cache._wait = 30.0  # were it to wait a window of its own, it would wait 30 s
+        started = time.monotonic()
         assert cache.get(CODE) is None
+        assert time.monotonic() - started < 10.0
         assert "still loading" in cache.note(CODE)
         broker.release.set()
         wait_for(lambda: cache.get(CODE) is not None, 10, "the load done")
