@@ -64,6 +64,10 @@ def prepare_socket(
     sock.monitor(address, MONITOR_EVENTS)
     monitor = monitor_context.socket(zmq.PAIR)
     monitor.setsockopt(zmq.LINGER, 0)
+    # No limit on the events waiting: they are read only when a request is sent, and an
+    # idle socket retrying a gateway that refuses it makes a few a try; with a limit,
+    # libzmq blocks the context's I/O thread once it is reached, and every socket with it.
+    monitor.setsockopt(zmq.RCVHWM, 0)
     monitor.connect(address)
     sock.connect(endpoint.address)
     return Link(monitor)

@@ -22,7 +22,7 @@ from qmtbus import GatewayUnreachable, protocol
 from qmtbus.aio import AsyncRequester
 from qmtbus.api import exchange
 from qmtbus.client import Requester
-from qmtbus.reqsocket import Link
+from qmtbus.reqsocket import Link, prepare_socket
 from qmtbus.sansio import Endpoint
 from tests.support import wait_for
 
@@ -284,3 +284,34 @@ def _async_note_to(address: str) -> GatewayUnreachable:
         return asyncio.run(run())
     finally:
         actx.destroy(linger=0)
+
+
+def test_given_an_idle_socket_whose_monitor_fills_then_the_context_keeps_serving(
+    ctx: zmq.Context[Any],
+) -> None:
+    # a pooled socket left idle while its gateway refuses it: each try a few monitor
+    # events nobody reads; once they filled the monitor's pipe libzmq blocked the
+    # context's I/O thread, and every other socket of the process with it
+    refused = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(64)
+        server.settimeout(2)  # no more tries for that long: the context stopped
+        idle: zmq.Socket[Any] = ctx.socket(zmq.REQ)
+        idle.setsockopt(zmq.RECONNECT_IVL, 1)
+        link = prepare_socket(idle, Endpoint(f"tcp://127.0.0.1:{server.getsockname()[1]}",
+                                             5.0, 0, None), ctx)  # fmt: skip
+        with contextlib.suppress(TimeoutError):
+            while refused < 1500:  # accepted and closed at once: 2 events each, and more
+                conn, _ = server.accept()
+                conn.close()
+                refused += 1
+        assert refused == 1500, f"the idle socket stopped retrying after {refused} tries"
+        gateway = FakeGateway()
+        req = requester(ctx, gateway.address, 10.0, 0)
+        call = Call(req, protocol.Ping())
+        gateway.answer(gateway.take_request(5000), protocol.Pong())
+        assert call.result() == protocol.Pong()
+        gateway.exit()
+        req.close()
+        link.close(idle)
