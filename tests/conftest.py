@@ -81,9 +81,13 @@ def _no_process_left_running(
     monkeypatch.setattr(subprocess.Popen, "__init__", tracked)
     yield
     left = [proc for proc in started if proc.poll() is None]
-    for proc in left:
-        proc.kill()
-        proc.wait(10)
+    for proc in left:  # asked first: a supervisord stops the programs it runs
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
     if left:
         names = "; ".join(str(proc.args) for proc in left)
         pytest.fail(f"{request.node.nodeid} left running: {names}")

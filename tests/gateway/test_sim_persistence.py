@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +27,7 @@ from tests.gateway.sim_support import (
     sim_config,
     wait_status,
 )
+from tests.support import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -193,3 +196,25 @@ def test_given_a_trade_push_then_its_fill_is_already_on_disk(tmp_path: Path) -> 
         order_id = response_for(rec, sim.buy(trader, 100, sim.prev_close())).order_id
         wait_status(rec, order_id, 56)
         assert on_disk == [True]
+
+
+def test_given_the_market_save_failing_then_it_is_tried_once_a_save_interval_not_in_a_spin(
+    tmp_path: Path,
+) -> None:
+    # its folder deleted under it, a full disk: the market thread logs the failure and
+    # tries again at the next save time (it once spun, 75% of a core and 200 MB of logs)
+    from qmtbus.gateway.broker.sim import terminal
+
+    with open_sim(tmp_path) as sim:
+        market = sim.broker.terminal._market
+        tries: list[float] = []
+
+        def failing_save(now: float) -> None:
+            tries.append(time.monotonic())
+            raise FileNotFoundError("data/sim/market.tmp")
+
+        market.save = failing_save  # type: ignore[method-assign]
+        wait_for(lambda: len(tries) >= 3, 30, "three tries of the save")
+        del market.save  # its own again: the close saves once more
+        gaps = [b - a for a, b in itertools.pairwise(tries[:3])]
+        assert all(gap >= terminal.SAVE_INTERVAL * 0.9 for gap in gaps), gaps

@@ -173,19 +173,21 @@ class SimTerminal:
             max(0.0, min(next_tick, next_save, next_quote) - time.monotonic())
         ):
             now = time.monotonic()
+            # Each next time is set before its work: one that fails (its folder deleted, a
+            # full disk) is tried again at its next time, not in a spin of tracebacks.
             try:
                 if now >= next_tick:
-                    self.tick()
                     # A stalled process does not make up for lost ticks in a burst.
                     next_tick = max(next_tick + interval, now)
+                    self.tick()
                 if now >= next_quote:
-                    self.publish_ticks()
                     next_quote = max(next_quote + quote_interval, now)
+                    self.publish_ticks()
                 if now >= next_save:
+                    next_save = now + SAVE_INTERVAL
                     with self._lock:
                         if not self._closed:
                             self._market.save(self._clock())
-                    next_save = now + SAVE_INTERVAL
             except Exception:
                 log.exception("simulator market tick failed")
 
