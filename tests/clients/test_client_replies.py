@@ -190,17 +190,25 @@ def test_given_note_sent_on_a_connected_socket_and_unanswered_then_it_counts_as_
     gateway.exit()
 
 
-def test_given_gateway_restarted_between_two_requests_then_the_pooled_socket_gets_through(
-    ctx: zmq.Context[Any],
-) -> None:
+def connected_then_gone(
+    ctx: zmq.Context[Any], timeout: float, retries: int
+) -> tuple[Counting, FakeGateway]:
+    """A requester whose pooled socket got an answer from a gateway that has exited since
+    (its monitor has told it so)."""
     gateway = FakeGateway()
-    req = requester(ctx, gateway.address, 10.0, 0)
+    req = requester(ctx, gateway.address, timeout, retries)
     first = Call(req, protocol.Ping())
     gateway.answer(gateway.take_request(), protocol.Pong())
     assert first.result() == protocol.Pong()
     gateway.exit()
-    sock = req._idle[-1]
-    seen(req._links[sock], lambda link: not link.up)
+    seen(req._links[req._idle[-1]], lambda link: not link.up)
+    return req, gateway
+
+
+def test_given_gateway_restarted_between_two_requests_then_the_pooled_socket_gets_through(
+    ctx: zmq.Context[Any],
+) -> None:
+    req, gateway = connected_then_gone(ctx, 10.0, 0)
     # sent while the gateway is down: it waits in the socket and goes out on reconnect
     second = Call(req, NOTE)
     restarted = FakeGateway(gateway.port)
@@ -215,13 +223,7 @@ def test_given_gateway_restarted_between_two_requests_then_the_pooled_socket_get
 def test_given_gateway_restarted_takes_the_waiting_note_and_is_silent_then_it_counts_as_sent(
     ctx: zmq.Context[Any],
 ) -> None:
-    gateway = FakeGateway()
-    req = requester(ctx, gateway.address, 2.0, 3)
-    first = Call(req, protocol.Ping())
-    gateway.answer(gateway.take_request(), protocol.Pong())
-    first.result()
-    gateway.exit()
-    seen(req._links[req._idle[-1]], lambda link: not link.up)
+    req, gateway = connected_then_gone(ctx, 2.0, 3)
     second = Call(req, NOTE)
     restarted = FakeGateway(gateway.port)
     restarted.take_request()  # and no answer
