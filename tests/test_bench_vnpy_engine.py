@@ -19,6 +19,8 @@ from bench.common import CODE, Peer, free_port, resting_buy_price, restore_sigin
 if not roundtrip.vnpy_engine_available():
     pytest.skip(roundtrip.ENGINE_MISSING, allow_module_level=True)
 
+pytestmark = pytest.mark.process  # its Peer is a process of its own (bench/common.py)
+
 
 @contextmanager
 def engine_client(mode: str) -> Iterator[Any]:
